@@ -1,0 +1,13 @@
+"""fabric-core: Lightning Fabric's API on a pluggy plugin framework.
+
+``import fabric_core`` loads no plugin and runs no discovery: that happens on the first
+``Fabric()`` or ``fabric`` CLI call.
+"""
+
+from fabric_core.fabric import Fabric
+from fabric_core.hookspecs import hookimpl
+from fabric_core.utilities.seed import seed_everything
+
+__version__ = "0.1.0"
+
+__all__ = ["Fabric", "__version__", "hookimpl", "seed_everything"]

@@ -1,0 +1,68 @@
+"""fabric-core's own components, registered through its own entry point like any add-on.
+
+``pyproject.toml`` declares ``[project.entry-points.fabric_core] builtins =
+"fabric_core._builtins"``. Factories are ``"module:Class"`` strings, imported only when
+selected, which keeps discovery cheap.
+"""
+
+from __future__ import annotations
+
+from fabric_core.hookspecs import hookimpl
+from fabric_core.registry import Registry
+
+_ACCELERATORS = "fabric_core.accelerators"
+_PRECISION = "fabric_core.precision"
+
+
+@hookimpl
+def fabric_register_accelerators(registry: Registry) -> None:
+    registry.add("cpu", f"{_ACCELERATORS}.cpu:CPUAccelerator", description="the CPU; devices=N runs N processes",
+                 priority=0)
+    registry.add("cuda", f"{_ACCELERATORS}.cuda:CUDAAccelerator", description="NVIDIA GPUs through CUDA",
+                 priority=20)
+    registry.add("mps", f"{_ACCELERATORS}.mps:MPSAccelerator", description="Apple silicon GPUs through Metal",
+                 priority=10)
+
+
+@hookimpl
+def fabric_register_strategies(registry: Registry) -> None:
+    registry.add(
+        "single_device",
+        "fabric_core.strategies.single_device:SingleDeviceStrategy",
+        description="one process on one device",
+    )
+
+
+@hookimpl
+def fabric_register_precisions(registry: Registry) -> None:
+    registry.add("32-true", f"{_PRECISION}.precision:Precision", description="float32 everywhere")
+    registry.add("64-true", f"{_PRECISION}.dtype:DoublePrecision", description="float64 everywhere")
+    for name, dtype in (("16-mixed", "float16"), ("bf16-mixed", "bfloat16")):
+        registry.add(
+            name,
+            f"{_PRECISION}.amp:MixedPrecision",
+            init_params={"precision": name},
+            description=f"autocast to {dtype}, float32 weights",
+        )
+    for name, dtype in (("16-true", "float16"), ("bf16-true", "bfloat16")):
+        registry.add(
+            name,
+            f"{_PRECISION}.dtype:HalfPrecision",
+            init_params={"precision": name},
+            description=f"{dtype} weights and activations",
+        )
+
+
+@hookimpl
+def fabric_register_environments(registry: Registry) -> None:
+    registry.add(
+        "local",
+        "fabric_core.environments.local:LocalEnvironment",
+        description="processes started on this machine by Fabric",
+        priority=0,
+    )
+
+
+@hookimpl
+def fabric_register_loggers(registry: Registry) -> None:
+    registry.add("csv", "fabric_core.loggers.csv_logs:CSVLogger", description="metrics to logs/<name>/version_N/metrics.csv")

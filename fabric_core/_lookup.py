@@ -1,0 +1,118 @@
+"""Turning a name (``strategy="deepspeed"``) into a registry entry, or into one clear error."""
+
+from __future__ import annotations
+
+import fnmatch
+
+from fabric_core._discovery import CORE_DISTRIBUTION, Discovery, PluginRecord, _canonical, discover
+from fabric_core.registry import KINDS, Entry
+
+
+class PluginNotAvailableError(ValueError):
+    """A name was asked for that no loaded plugin provides."""
+
+
+#: Names that well-known add-ons provide: (kind, name pattern, distribution).
+KNOWN_ADDONS: tuple[tuple[str, str, str], ...] = (
+    ("strategy", "deepspeed", "fabric-deepspeed"),
+    ("strategy", "deepspeed_*", "fabric-deepspeed"),
+    ("accelerator", "tpu", "fabric-xla"),
+    ("strategy", "xla*", "fabric-xla"),
+    ("precision", "*-xla", "fabric-xla"),
+    ("logger", "tensorboard", "fabric-tensorboard"),
+    ("logger", "mlflow", "fabric-mlflow"),
+    ("logger", "wandb", "fabric-wandb"),
+)
+
+#: Names fabric-core itself will provide, with what to do until then.
+PLANNED_IN_CORE: tuple[tuple[str, str, str], ...] = (
+    ("strategy", "ddp*", "multi-process DDP"),
+    ("strategy", "dp", "multi-process DDP"),
+    ("strategy", "fsdp*", "FSDP sharding"),
+    ("strategy", "model_parallel", "model parallelism"),
+)
+
+
+def _match(table: tuple[tuple[str, str, str], ...], kind: str, name: str) -> str | None:
+    for table_kind, pattern, value in table:
+        if table_kind == kind and fnmatch.fnmatchcase(name, pattern):
+            return value
+    return None
+
+
+def lookup(kind: str, name: str, *, context: str = "") -> Entry:
+    """The entry registered as ``name``; otherwise raise :class:`PluginNotAvailableError`.
+
+    :param context: appended to the first sentence of an error (what chose this name).
+    """
+    found = discover()
+    registry = found.registry(kind)
+    if name in registry or name in registry.conflicts:
+        return registry.get(name)  # a conflict raises DuplicateNameError naming both distributions
+    raise _not_available(found, kind, name, context)
+
+
+def _not_available(found: Discovery, kind: str, name: str, context: str) -> PluginNotAvailableError:
+    asked = f"{kind}={name!r}{context}"
+    registry = found.registry(kind)
+    available = f"Available {KINDS[kind]}: {registry.describe_available()}."
+
+    distribution = _match(KNOWN_ADDONS, kind, name)
+    if distribution is not None:
+        records = found.records_for(distribution)
+        if not records:
+            return PluginNotAvailableError(
+                f"{asked}: {kind} {name!r} is provided by {distribution}, which is not installed: "
+                f"pip install {distribution}"
+            )
+        return _from_records(asked, kind, name, records, available)
+
+    planned = _match(PLANNED_IN_CORE, kind, name)
+    if planned is not None:
+        from fabric_core import __version__
+
+        return PluginNotAvailableError(
+            f"{asked}: {planned} is not in fabric-core {__version__} yet. Until it lands, run on one device "
+            f"(devices=1, strategy='auto'), or install an add-on that registers {name!r}. {available}"
+        )
+
+    # An unknown name: perhaps a typo, perhaps an add-on that did not load.
+    suggestions = registry.suggest(name)
+    hint = f" Did you mean {' or '.join(repr(s) for s in suggestions)}?" if suggestions else ""
+    unloaded = [r for r in found.records if r.status != "loaded" and _canonical(r.distribution) != CORE_DISTRIBUTION]
+    if unloaded:
+        listing = "; ".join(f"{r.distribution} ({r.status}: {r.reason})" for r in unloaded)
+        error = PluginNotAvailableError(
+            f"Unknown {asked}.{hint} {available} Installed plugins that were not loaded, one of which may "
+            f"provide it: {listing}."
+        )
+        failed = [r for r in unloaded if r.error is not None]
+        if len(failed) == 1:
+            error.__cause__ = failed[0].error
+        return error
+    return PluginNotAvailableError(f"Unknown {asked}.{hint} {available}")
+
+
+def _from_records(
+    asked: str, kind: str, name: str, records: list[PluginRecord], available: str
+) -> PluginNotAvailableError:
+    record = records[0]
+    label = f"{record.distribution} {record.version}"
+    if record.status == "loaded":
+        provides = ", ".join(record.provides.get(KINDS[kind], [])) or "none"
+        return PluginNotAvailableError(
+            f"{asked}: {label} is installed and loaded but does not provide {kind} {name!r} "
+            f"(its {KINDS[kind]}: {provides}). Check the name, or upgrade {record.distribution}."
+        )
+    if record.status == "failed":
+        error = PluginNotAvailableError(
+            f"{asked}: {kind} {name!r} is provided by {label}, which is installed but failed to load "
+            f"({record.reason}). Fix or reinstall it (pip install --force-reinstall {record.distribution}); "
+            "the original error is chained below."
+        )
+        error.__cause__ = record.error
+        return error
+    return PluginNotAvailableError(
+        f"{asked}: {kind} {name!r} is provided by {label}, which is installed but was not loaded: "
+        f"{record.reason}."
+    )

@@ -1,0 +1,78 @@
+"""Applying a function to every tensor in a nested collection."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import torch
+
+
+def apply_to_collection(data: Any, dtype: type | tuple[type, ...], function: Callable[..., Any]) -> Any:
+    """Return ``data`` with ``function`` applied to every element of type ``dtype``.
+
+    Walks mappings, lists, tuples (named tuples keep their type) and dataclass instances;
+    anything else is returned as it is.
+    """
+    if isinstance(data, dtype):
+        return function(data)
+    if isinstance(data, Mapping):
+        items = [(key, apply_to_collection(value, dtype, function)) for key, value in data.items()]
+        try:
+            return type(data)(items)
+        except TypeError:  # a mapping type whose constructor takes other arguments
+            return dict(items)
+    if isinstance(data, tuple) and hasattr(data, "_fields"):  # namedtuple
+        return type(data)(*(apply_to_collection(value, dtype, function) for value in data))
+    if isinstance(data, (list, tuple)):
+        return type(data)(apply_to_collection(value, dtype, function) for value in data)
+    if dataclasses.is_dataclass(data) and not isinstance(data, type):
+        changes = {
+            f.name: apply_to_collection(getattr(data, f.name), dtype, function)
+            for f in dataclasses.fields(data)
+            if f.init
+        }
+        return dataclasses.replace(data, **changes)
+    return data
+
+
+def move_data_to_device(data: Any, device: torch.device | str) -> Any:
+    """Move every tensor (and every object with a ``.to(device)`` method) in ``data`` to ``device``."""
+    device = torch.device(device)
+    non_blocking = device.type == "cuda"
+
+    def move(tensor: torch.Tensor) -> torch.Tensor:
+        return tensor.to(device, non_blocking=non_blocking)
+
+    if isinstance(data, torch.Tensor):
+        return move(data)
+    if isinstance(data, torch.nn.Module):
+        return data.to(device)
+    return apply_to_collection(data, torch.Tensor, move)
+
+
+def convert_tensors_to_scalars(data: Any) -> Any:
+    """Turn one-element tensors into Python numbers (for loggers); other tensors raise."""
+
+    def to_item(tensor: torch.Tensor) -> Any:
+        if tensor.numel() != 1:
+            raise ValueError(
+                f"Only single-element tensors can be logged as a scalar, got a tensor of shape "
+                f"{tuple(tensor.shape)}. Reduce it first, for example with .mean()."
+            )
+        return tensor.item()
+
+    return apply_to_collection(data, torch.Tensor, to_item)
+
+
+def convert_to_tensors(data: Any, device: torch.device) -> Any:
+    """Numbers become tensors on ``device``; tensors are moved there (for collectives)."""
+    if isinstance(data, (int, float, bool)) and not isinstance(data, torch.Tensor):
+        return torch.tensor(data, device=device)
+    data = apply_to_collection(data, (int, float), lambda value: torch.tensor(value, device=device))
+    return move_data_to_device(data, device)
+
+
+def is_sequence_of(data: Any, kind: type) -> bool:
+    return isinstance(data, Sequence) and not isinstance(data, str) and all(isinstance(x, kind) for x in data)

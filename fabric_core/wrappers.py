@@ -1,0 +1,236 @@
+"""The objects ``fabric.setup`` returns, which keep looking like the user's own.
+
+* :class:`FabricModule` runs forward under the precision's context and converts inputs
+  and outputs. Its ``state_dict`` has no wrapper prefix; attribute access falls through.
+* :class:`FabricOptimizer` is an instance of the user's optimizer class (schedulers accept
+  it); ``step()`` goes through the strategy.
+* :class:`FabricDataLoader` moves batches to the device and calls ``set_epoch`` on the
+  sampler at the start of every epoch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, Any
+
+import torch
+from torch import nn
+from torch.optim import Optimizer
+
+if TYPE_CHECKING:
+    from fabric_core._plugin_manager import FabricHooks
+    from fabric_core.strategies.strategy import Strategy
+
+
+class FabricModule(nn.Module):
+    """Wraps the module a strategy returned (``forward_module``) and the user's ``original_module``.
+
+    For a single device both are the same object; under DDP the first is the
+    ``DistributedDataParallel`` wrapper and the second the user's model.
+    """
+
+    def __init__(self, forward_module: nn.Module, strategy: Strategy, original_module: nn.Module | None = None) -> None:
+        super().__init__()
+        self._forward_module = forward_module
+        # Stored outside nn.Module's registry so it is not a second child (no duplicate
+        # parameters, no prefix in state dicts).
+        self.__dict__["_original_module"] = original_module or forward_module
+        self.__dict__["_strategy"] = strategy
+        self.__dict__["_forward_methods"] = set()
+        self.__dict__["_precision"] = strategy.precision
+
+    @property
+    def module(self) -> nn.Module:
+        """The user's model."""
+        return self._original_module  # type: ignore[no-any-return]
+
+    def forward(self, *args: Any, **kwargs: Any) -> Any:
+        precision = self._precision
+        if not precision.converts:
+            return self._forward_module(*args, **kwargs)
+        args, kwargs = precision.convert_input((args, kwargs))
+        with precision.forward_context():
+            output = self._forward_module(*args, **kwargs)
+        return precision.convert_output(output)
+
+    def mark_forward_method(self, method: str | Callable[..., Any]) -> None:
+        """Route calls of another method (``model.generate(...)``) through the strategy and precision, like forward."""
+        name = method if isinstance(method, str) else getattr(method, "__name__", "")
+        if not isinstance(getattr(self._original_module, name, None), Callable):  # type: ignore[arg-type]
+            raise ValueError(
+                f"mark_forward_method({method!r}): {type(self._original_module).__name__} has no method {name!r}."
+            )
+        if name == "forward":
+            raise ValueError("mark_forward_method('forward'): forward already runs through Fabric.")
+        self._forward_methods.add(name)
+
+    def _redirected(self, name: str) -> Callable[..., Any]:
+        original = self._original_module
+        method = getattr(original, name)
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            # Run the method as the forward of the forward module, so that the strategy's
+            # wrapper (DDP, FSDP) sees it like a forward pass.
+            saved = original.forward
+            original.forward = method
+            try:
+                return self(*args, **kwargs)
+            finally:
+                original.forward = saved
+
+        return call
+
+    def state_dict(self, *args: Any, **kwargs: Any) -> Any:
+        return self._original_module.state_dict(*args, **kwargs)
+
+    def load_state_dict(self, state_dict: Any, strict: bool = True, assign: bool = False) -> Any:
+        return self._original_module.load_state_dict(state_dict, strict=strict, assign=assign)
+
+    def __getattr__(self, name: str) -> Any:
+        if name in self.__dict__.get("_forward_methods", ()):
+            return self._redirected(name)
+        try:
+            return super().__getattr__(name)
+        except AttributeError:
+            original = self.__dict__.get("_original_module")
+            if original is None:
+                raise
+            return getattr(original, name)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        original = self.__dict__.get("_original_module")
+        if original is not None and not name.startswith("_") and hasattr(original, name) and name not in self.__dict__:
+            setattr(original, name, value)
+            return
+        super().__setattr__(name, value)
+
+    def __repr__(self) -> str:
+        return f"FabricModule({self._original_module!r})"
+
+
+class FabricOptimizer:
+    """Stands in for the user's optimizer: same class (by subclassing), shared state.
+
+    ``param_groups``, ``state`` and ``defaults`` are the original optimizer's own objects,
+    so learning-rate schedulers and direct edits act on the real optimizer.
+    """
+
+    def __init__(self, optimizer: Optimizer, strategy: Strategy, hooks: FabricHooks) -> None:
+        # A class made per optimizer type, so isinstance(wrapped, type(optimizer)) holds.
+        self.__class__ = type(f"Fabric{type(optimizer).__name__}", (FabricOptimizer, type(optimizer)), {})
+        self._optimizer = optimizer
+        self._strategy = strategy
+        self._hooks = hooks
+
+    @property
+    def optimizer(self) -> Optimizer:
+        """The user's optimizer."""
+        return self._optimizer
+
+    @property
+    def param_groups(self) -> list[dict[str, Any]]:  # type: ignore[override]
+        return self._optimizer.param_groups
+
+    @param_groups.setter
+    def param_groups(self, value: list[dict[str, Any]]) -> None:
+        self._optimizer.param_groups = value
+
+    @property
+    def state(self) -> Any:  # type: ignore[override]
+        return self._optimizer.state
+
+    @state.setter
+    def state(self, value: Any) -> None:
+        self._optimizer.state = value
+
+    @property
+    def defaults(self) -> dict[str, Any]:  # type: ignore[override]
+        return self._optimizer.defaults
+
+    @defaults.setter
+    def defaults(self, value: dict[str, Any]) -> None:
+        self._optimizer.defaults = value
+
+    def step(self, closure: Callable[[], Any] | None = None) -> Any:
+        kwargs = {} if closure is None else {"closure": closure}
+        return self._hooks.optimizer_step(self._optimizer, kwargs)
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        self._optimizer.zero_grad(set_to_none=set_to_none)
+
+    def state_dict(self) -> dict[str, Any]:
+        return self._strategy.get_optimizer_state(self._optimizer)
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self._optimizer.load_state_dict(state_dict)
+
+    def add_param_group(self, param_group: dict[str, Any]) -> None:
+        self._optimizer.add_param_group(param_group)
+
+    def __getattr__(self, name: str) -> Any:
+        # Only reached for attributes not found normally: the optimizer's own internals.
+        if name == "_optimizer":
+            raise AttributeError(name)
+        return getattr(self._optimizer, name)
+
+    def __repr__(self) -> str:
+        return f"Fabric{self._optimizer!r}"
+
+
+class FabricDataLoader:
+    """Iterates the user's DataLoader, moving batches to ``device`` and advancing the epoch."""
+
+    def __init__(self, dataloader: Any, device: torch.device | None = None, strategy: Strategy | None = None) -> None:
+        self._dataloader = dataloader
+        self._device = device
+        self._strategy = strategy
+        self._num_iter_calls = 0
+
+    @property
+    def device(self) -> torch.device | None:
+        return self._device
+
+    def __len__(self) -> int:
+        return len(self._dataloader)
+
+    def __iter__(self) -> Iterator[Any]:
+        # A new epoch: samplers that shuffle per epoch (DistributedSampler) need set_epoch.
+        for sampler in (getattr(self._dataloader, "sampler", None), getattr(self._dataloader, "batch_sampler", None)):
+            set_epoch = getattr(sampler, "set_epoch", None)
+            if callable(set_epoch):
+                set_epoch(self._num_iter_calls)
+            inner = getattr(sampler, "sampler", None)
+            if inner is not None and inner is not sampler and callable(getattr(inner, "set_epoch", None)):
+                inner.set_epoch(self._num_iter_calls)
+        self._num_iter_calls += 1
+        if self._device is None or self._strategy is None:
+            yield from self._dataloader
+            return
+        for batch in self._dataloader:
+            yield self._strategy.batch_to_device(batch, self._device)
+
+    def __getattr__(self, name: str) -> Any:
+        if name == "_dataloader":
+            raise AttributeError(name)
+        return getattr(self._dataloader, name)
+
+
+def unwrap(obj: Any) -> Any:
+    """The user's object behind a Fabric wrapper (compiled modules included)."""
+    if isinstance(obj, FabricModule):
+        return obj._original_module
+    compiled = getattr(obj, "_orig_mod", None)
+    if isinstance(compiled, FabricModule):
+        return compiled._original_module
+    if isinstance(obj, FabricOptimizer):
+        return obj.optimizer
+    if isinstance(obj, FabricDataLoader):
+        return obj._dataloader
+    return obj
+
+
+def is_wrapped(obj: object) -> bool:
+    """Whether ``obj`` was returned by ``fabric.setup*`` (a module, optimizer or dataloader)."""
+    if isinstance(getattr(obj, "_orig_mod", None), FabricModule):
+        return True
+    return isinstance(obj, (FabricModule, FabricOptimizer, FabricDataLoader))
