@@ -194,14 +194,16 @@ class FabricDataLoader:
         return len(self._dataloader)
 
     def __iter__(self) -> Iterator[Any]:
-        # A new epoch: samplers that shuffle per epoch (DistributedSampler) need set_epoch.
-        for sampler in (getattr(self._dataloader, "sampler", None), getattr(self._dataloader, "batch_sampler", None)):
+        # A new epoch: samplers that shuffle per epoch (DistributedSampler) need set_epoch,
+        # whether they sit on the loader or inside its batch sampler; each is told once.
+        batch_sampler = getattr(self._dataloader, "batch_sampler", None)
+        candidates = (getattr(self._dataloader, "sampler", None), batch_sampler, getattr(batch_sampler, "sampler", None))
+        told: set[int] = set()
+        for sampler in candidates:
             set_epoch = getattr(sampler, "set_epoch", None)
-            if callable(set_epoch):
+            if callable(set_epoch) and id(sampler) not in told:
+                told.add(id(sampler))
                 set_epoch(self._num_iter_calls)
-            inner = getattr(sampler, "sampler", None)
-            if inner is not None and inner is not sampler and callable(getattr(inner, "set_epoch", None)):
-                inner.set_epoch(self._num_iter_calls)
         self._num_iter_calls += 1
         if self._device is None or self._strategy is None:
             yield from self._dataloader

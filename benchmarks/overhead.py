@@ -1,0 +1,348 @@
+"""Per-step overhead of the Fabric training loop over the same raw PyTorch loop.
+
+Trains two identical small MLPs on CPU in one process: one with a hand-written PyTorch
+loop, one through ``Fabric(accelerator="cpu", devices=1)`` (``fabric.setup``,
+``fabric.backward``, ``optimizer.step``). Rounds of the two loops are interleaved
+(raw, fabric, raw, fabric, ... with the order inside each pair alternating) after a
+warm-up, so that drift of the machine (frequency, other load) hits both alike. Every step
+is timed on its own; the report gives the median step time of each loop, the ratio of
+the medians, the overhead in microseconds per step and the median of the per-pair ratios.
+
+With ``--precision bf16-mixed`` the raw loop runs its forward under a hand-written
+``torch.autocast("cpu", dtype=torch.bfloat16)`` and casts the output back to float32, as
+Fabric's mixed precision does.
+
+It also times ``Fabric(accelerator="cpu")`` in fresh subprocesses, right after the
+import, so that the first construction includes plugin discovery.
+
+Budgets (DESIGN.md section 10): per-step overhead under 1% (median); ``Fabric()`` with
+first discovery under 50 ms. This is a measurement, not a test: nothing here asserts.
+
+Run from the repository root::
+
+    python benchmarks/overhead.py
+    python benchmarks/overhead.py --precision bf16-mixed --json
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+import fabric_core
+from fabric_core import Fabric
+
+PRECISIONS = ("32-true", "bf16-mixed")
+
+Step = Callable[[Tensor, Tensor], None]
+
+
+@dataclass
+class LoopStats:
+    """Step times of one loop, in microseconds."""
+
+    median_us: float
+    mean_us: float
+    p10_us: float
+    p90_us: float
+    steps: int
+
+
+@dataclass
+class OverheadResult:
+    precision: str
+    hidden: int
+    batch: int
+    steps_per_round: int
+    rounds: int
+    warmup_steps: int
+    threads: int
+    raw: LoopStats
+    fabric: LoopStats
+    ratio_of_medians: float
+    overhead_us_per_step: float
+    overhead_percent: float
+    paired_round_ratio_median: float
+    max_param_difference: float
+    construction: dict[str, float] = field(default_factory=dict)
+    environment: dict[str, Any] = field(default_factory=dict)
+
+
+def make_model(hidden: int, features: int, classes: int) -> nn.Module:
+    """Three linear layers with ReLUs: the 'small MLP' of the budget."""
+    return nn.Sequential(
+        nn.Linear(features, hidden),
+        nn.ReLU(),
+        nn.Linear(hidden, hidden),
+        nn.ReLU(),
+        nn.Linear(hidden, classes),
+    )
+
+
+def make_data(batches: int, batch: int, features: int, classes: int) -> list[tuple[Tensor, Tensor]]:
+    generator = torch.Generator().manual_seed(1234)
+    return [
+        (
+            torch.randn(batch, features, generator=generator),
+            torch.randint(0, classes, (batch,), generator=generator),
+        )
+        for _ in range(batches)
+    ]
+
+
+def make_optimizer(model: nn.Module, name: str) -> torch.optim.Optimizer:
+    if name == "adam":
+        return torch.optim.Adam(model.parameters(), lr=1e-3)
+    return torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+
+
+def raw_step_fn(model: nn.Module, optimizer: torch.optim.Optimizer, precision: str) -> Step:
+    """The hand-written loop a user would write without Fabric."""
+    if precision == "bf16-mixed":
+
+        def step(x: Tensor, y: Tensor) -> None:
+            optimizer.zero_grad(set_to_none=True)
+            with torch.autocast("cpu", dtype=torch.bfloat16):
+                output = model(x)
+            loss = F.cross_entropy(output.float(), y)
+            loss.backward()
+            optimizer.step()
+
+        return step
+
+    def step(x: Tensor, y: Tensor) -> None:
+        optimizer.zero_grad(set_to_none=True)
+        output = model(x)
+        loss = F.cross_entropy(output, y)
+        loss.backward()
+        optimizer.step()
+
+    return step
+
+
+def fabric_step_fn(fabric: Fabric, model: nn.Module, optimizer: torch.optim.Optimizer) -> Step:
+    """The same loop through Fabric (the wrapped model and optimizer returned by ``fabric.setup``)."""
+
+    def step(x: Tensor, y: Tensor) -> None:
+        optimizer.zero_grad(set_to_none=True)
+        output = model(x)
+        loss = F.cross_entropy(output, y)
+        fabric.backward(loss)
+        optimizer.step()
+
+    return step
+
+
+def run_round(step: Step, data: list[tuple[Tensor, Tensor]], steps: int, start: int, out: list[float]) -> float:
+    """Run ``steps`` steps, append each step's time (µs) to ``out``; return the round's mean (µs)."""
+    clock = time.perf_counter_ns
+    count = len(data)
+    round_start = clock()
+    for index in range(start, start + steps):
+        x, y = data[index % count]
+        begin = clock()
+        step(x, y)
+        out.append((clock() - begin) / 1000.0)
+    return (clock() - round_start) / 1000.0 / steps
+
+
+def summarize(times: list[float]) -> LoopStats:
+    ordered = sorted(times)
+    deciles = statistics.quantiles(ordered, n=10)
+    return LoopStats(
+        median_us=statistics.median(ordered),
+        mean_us=statistics.fmean(ordered),
+        p10_us=deciles[0],
+        p90_us=deciles[-1],
+        steps=len(ordered),
+    )
+
+
+def measure_overhead(args: argparse.Namespace) -> OverheadResult:
+    torch.manual_seed(0)
+    features, classes = args.hidden, 10
+    base = make_model(args.hidden, features, classes)
+    raw_model = copy.deepcopy(base)
+    user_model = copy.deepcopy(base)
+    raw_optimizer = make_optimizer(raw_model, args.optimizer)
+    user_optimizer = make_optimizer(user_model, args.optimizer)
+
+    fabric = Fabric(accelerator="cpu", devices=1, precision=args.precision)
+    fabric_model, fabric_optimizer = fabric.setup(user_model, user_optimizer)
+
+    data = make_data(args.batches, args.batch, features, classes)
+    raw = raw_step_fn(raw_model, raw_optimizer, args.precision)
+    wrapped = fabric_step_fn(fabric, fabric_model, fabric_optimizer)
+
+    # Warm-up: allocator, autograd graph caches, optimizer state, branch predictors.
+    scratch: list[float] = []
+    for _ in range(2):
+        run_round(raw, data, args.warmup, 0, scratch)
+        run_round(wrapped, data, args.warmup, 0, scratch)
+
+    raw_times: list[float] = []
+    fabric_times: list[float] = []
+    pair_ratios: list[float] = []
+    position = 0
+    for round_index in range(args.rounds):
+        # Alternate which loop goes first, so neither always runs right after the other.
+        if round_index % 2 == 0:
+            raw_mean = run_round(raw, data, args.steps, position, raw_times)
+            fabric_mean = run_round(wrapped, data, args.steps, position, fabric_times)
+        else:
+            fabric_mean = run_round(wrapped, data, args.steps, position, fabric_times)
+            raw_mean = run_round(raw, data, args.steps, position, raw_times)
+        pair_ratios.append(fabric_mean / raw_mean)
+        position += args.steps
+
+    raw_stats = summarize(raw_times)
+    fabric_stats = summarize(fabric_times)
+    overhead = fabric_stats.median_us - raw_stats.median_us
+    # Both models saw the same batches in the same order: their weights should agree,
+    # which shows the two loops did the same work.
+    difference = max(
+        (a.detach() - b.detach()).abs().max().item()
+        for a, b in zip(raw_model.parameters(), user_model.parameters(), strict=True)
+    )
+    return OverheadResult(
+        precision=args.precision,
+        hidden=args.hidden,
+        batch=args.batch,
+        steps_per_round=args.steps,
+        rounds=args.rounds,
+        warmup_steps=2 * args.warmup,
+        threads=torch.get_num_threads(),
+        raw=raw_stats,
+        fabric=fabric_stats,
+        ratio_of_medians=fabric_stats.median_us / raw_stats.median_us,
+        overhead_us_per_step=overhead,
+        overhead_percent=100.0 * overhead / raw_stats.median_us,
+        paired_round_ratio_median=statistics.median(pair_ratios),
+        max_param_difference=difference,
+    )
+
+
+_CONSTRUCT_SNIPPET = """
+import json, time
+t0 = time.perf_counter()
+import torch
+t1 = time.perf_counter()
+from fabric_core import Fabric
+t2 = time.perf_counter()
+Fabric(accelerator="cpu")
+t3 = time.perf_counter()
+Fabric(accelerator="cpu")
+t4 = time.perf_counter()
+print(json.dumps({"import_torch": t1 - t0, "import_fabric_core": t2 - t1, "first": t3 - t2, "second": t4 - t3}))
+"""
+
+
+def measure_construction(runs: int) -> dict[str, float]:
+    """Median times (ms) of the first ``Fabric(accelerator="cpu")`` in a fresh process, and of a second one."""
+    samples: dict[str, list[float]] = {}
+    for _ in range(runs):
+        completed = subprocess.run(
+            [sys.executable, "-c", _CONSTRUCT_SNIPPET], capture_output=True, text=True, check=True
+        )
+        values = json.loads(completed.stdout.strip().splitlines()[-1])
+        for key, seconds in values.items():
+            samples.setdefault(key, []).append(seconds * 1000.0)
+    result = {f"{key}_ms": statistics.median(values) for key, values in samples.items()}
+    result["runs"] = float(runs)
+    return result
+
+
+def environment() -> dict[str, Any]:
+    return {
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "fabric_core": fabric_core.__version__,
+        "platform": platform.platform(),
+        "cpu_count": os.cpu_count(),
+    }
+
+
+def report(result: OverheadResult) -> str:
+    raw, fab = result.raw, result.fabric
+    lines = [
+        f"fabric-core per-step overhead  (precision={result.precision}, MLP hidden={result.hidden}, "
+        f"batch={result.batch}, torch threads={result.threads})",
+        f"  {result.rounds} interleaved rounds x {result.steps_per_round} steps per loop, "
+        f"{result.warmup_steps} warm-up steps per loop",
+        f"  {'loop':<8}{'median':>11}{'mean':>11}{'p10':>11}{'p90':>11}   (µs per step)",
+        f"  {'raw':<8}{raw.median_us:>11.1f}{raw.mean_us:>11.1f}{raw.p10_us:>11.1f}{raw.p90_us:>11.1f}",
+        f"  {'fabric':<8}{fab.median_us:>11.1f}{fab.mean_us:>11.1f}{fab.p10_us:>11.1f}{fab.p90_us:>11.1f}",
+        f"  ratio fabric/raw of medians: {result.ratio_of_medians:.4f}",
+        f"  overhead: {result.overhead_us_per_step:+.1f} µs per step ({result.overhead_percent:+.2f}%; "
+        "budget < 1%)",
+        f"  median of per-round ratios (fabric/raw, paired rounds): {result.paired_round_ratio_median:.4f}",
+        f"  max |raw - fabric| parameter difference after training: {result.max_param_difference:.3g}",
+    ]
+    if result.construction:
+        c = result.construction
+        lines += [
+            f"Fabric(accelerator='cpu') in a fresh process (median of {int(c['runs'])} runs):",
+            f"  first (includes discovery): {c['first_ms']:.2f} ms (budget < 50 ms); "
+            f"second: {c['second_ms']:.2f} ms",
+            f"  import torch: {c['import_torch_ms']:.0f} ms; then import fabric_core: "
+            f"{c['import_fabric_core_ms']:.1f} ms",
+        ]
+    return "\n".join(lines)
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--steps", type=int, default=200, help="timed steps per round and loop (default 200)")
+    parser.add_argument("--rounds", type=int, default=20, help="interleaved rounds per loop (default 20)")
+    parser.add_argument("--warmup", type=int, default=100, help="warm-up steps per loop, run twice (default 100)")
+    parser.add_argument("--hidden", type=int, default=256, help="MLP width, also the input size (default 256)")
+    parser.add_argument("--batch", type=int, default=64, help="batch size (default 64)")
+    parser.add_argument("--batches", type=int, default=16, help="distinct in-memory batches cycled (default 16)")
+    parser.add_argument("--precision", choices=PRECISIONS, default="32-true")
+    parser.add_argument("--optimizer", choices=("sgd", "adam"), default="sgd")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="torch.set_num_threads value; 0 keeps torch's default (default 1: steadier on a shared machine)",
+    )
+    parser.add_argument(
+        "--construct-runs", type=int, default=7, help="fresh processes timing Fabric(); 0 skips (default 7)"
+    )
+    parser.add_argument("--json", action="store_true", help="print one JSON object instead of the text report")
+    args = parser.parse_args(argv)
+    if args.steps < 1 or args.rounds < 1 or args.batches < 1 or args.warmup < 0:
+        parser.error("--steps, --rounds and --batches must be at least 1, --warmup at least 0")
+    return args
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    if args.threads > 0:
+        torch.set_num_threads(args.threads)
+    result = measure_overhead(args)
+    if args.construct_runs > 0:
+        result.construction = measure_construction(args.construct_runs)
+    result.environment = environment()
+    if args.json:
+        print(json.dumps(asdict(result), indent=2))
+    else:
+        print(report(result))
+
+
+if __name__ == "__main__":
+    main()
