@@ -4,15 +4,25 @@ from __future__ import annotations
 
 import os
 import pickle
+import re
 import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
 
+_REFUSED_GLOBAL = re.compile(r"Unsupported global: GLOBAL ([\w.]+)")
+
 
 class CheckpointError(RuntimeError):
     """A checkpoint file exists but cannot be read (corrupt, truncated, or unsafe to unpickle)."""
+
+
+def _first_line(err: BaseException) -> str:
+    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+    # torch's weights-only errors start with boilerplate; the cause is on a later line.
+    detail = [line for line in lines if not line.startswith(("Weights only load failed", "Please file", "Check the"))]
+    return (detail or lines or ["no detail"])[0][:200]
 
 
 class CheckpointIO:
@@ -51,11 +61,12 @@ class CheckpointIO:
         try:
             checkpoint = torch.load(path, map_location=map_location, weights_only=weights_only)
         except pickle.UnpicklingError as err:
-            if weights_only and "weights only" in str(err).lower():
+            refused = _REFUSED_GLOBAL.search(str(err))
+            if weights_only and refused is not None:
                 raise CheckpointError(
-                    f"Checkpoint {str(path)!r} holds Python objects that loading with weights_only=True "
-                    "refuses (only tensors, containers and plain values load safely). If you trust the file, "
-                    f"load it with weights_only=False. torch said: {str(err).splitlines()[0]}"
+                    f"Checkpoint {str(path)!r} holds a Python object ({refused.group(1)}) that loading with "
+                    "weights_only=True refuses: only tensors, containers and plain values load safely. If you "
+                    "trust the file, load it with weights_only=False."
                 ) from err
             raise self._unreadable(path, err) from err
         except (RuntimeError, EOFError, ValueError, OSError, KeyError, IndexError) as err:
@@ -72,7 +83,7 @@ class CheckpointIO:
         size = path.stat().st_size
         return CheckpointError(
             f"Checkpoint {str(path)!r} ({size} bytes) is corrupt or truncated and cannot be read "
-            f"({type(err).__name__}: {str(err).splitlines()[0] if str(err) else 'no detail'}). "
+            f"({type(err).__name__}: {_first_line(err)}). "
             "Restore it from a backup or load an earlier checkpoint."
         )
 
