@@ -157,7 +157,7 @@ def test_load_raw_into_model_and_optimizer(tmp_path: Path) -> None:
 def test_weights_only_by_default_and_explicit_opt_out(tmp_path: Path) -> None:
     fabric = Fabric(accelerator="cpu")
     fabric.save(tmp_path / "c.pt", {"thing": Opaque(5)})
-    with pytest.raises(CheckpointError, match=r"c.pt.*Python object \(test_checkpoint.Opaque\).*weights_only=True refuses.*weights_only=False"):
+    with pytest.raises(CheckpointError, match=r"c.pt.*Python object \(tests.test_checkpoint.Opaque\).*weights_only=True refuses.*weights_only=False"):
         fabric.load(tmp_path / "c.pt")
     assert fabric.load(tmp_path / "c.pt", weights_only=False)["thing"].value == 5
 
