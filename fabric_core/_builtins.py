@@ -16,12 +16,21 @@ _PRECISION = "fabric_core.precision"
 
 @hookimpl
 def fabric_register_accelerators(registry: Registry) -> None:
-    registry.add("cpu", f"{_ACCELERATORS}.cpu:CPUAccelerator", description="the CPU; devices=N runs N processes",
-                 priority=0)
-    registry.add("cuda", f"{_ACCELERATORS}.cuda:CUDAAccelerator", description="NVIDIA GPUs through CUDA",
-                 priority=20)
-    registry.add("mps", f"{_ACCELERATORS}.mps:MPSAccelerator", description="Apple silicon GPUs through Metal",
-                 priority=10)
+    registry.add(
+        "cpu",
+        f"{_ACCELERATORS}.cpu:CPUAccelerator",
+        description="the CPU; devices=N runs N processes",
+        priority=0,
+    )
+    registry.add(
+        "cuda", f"{_ACCELERATORS}.cuda:CUDAAccelerator", description="NVIDIA GPUs through CUDA", priority=20
+    )
+    registry.add(
+        "mps",
+        f"{_ACCELERATORS}.mps:MPSAccelerator",
+        description="Apple silicon GPUs through Metal",
+        priority=10,
+    )
 
 
 @hookimpl
@@ -65,4 +74,8 @@ def fabric_register_environments(registry: Registry) -> None:
 
 @hookimpl
 def fabric_register_loggers(registry: Registry) -> None:
-    registry.add("csv", "fabric_core.loggers.csv_logs:CSVLogger", description="metrics to logs/<name>/version_N/metrics.csv")
+    registry.add(
+        "csv",
+        "fabric_core.loggers.csv_logs:CSVLogger",
+        description="metrics to logs/<name>/version_N/metrics.csv",
+    )

@@ -108,7 +108,9 @@ def _select_accelerator(flag: Any) -> Accelerator:
     if isinstance(flag, Accelerator):
         return flag
     if not isinstance(flag, str):
-        raise TypeError(f"accelerator={flag!r}: expected a name such as 'cpu', 'cuda' or 'auto', or an Accelerator.")
+        raise TypeError(
+            f"accelerator={flag!r}: expected a name such as 'cpu', 'cuda' or 'auto', or an Accelerator."
+        )
     name = flag.lower()
     if name == "auto":
         for entry in lookup_registry("accelerator").by_priority():
@@ -224,7 +226,9 @@ def select(
             context = f" (chosen by strategy='auto' for {len(device_indices)} device(s) on {nodes} node(s))"
         selected_strategy = lookup("strategy", name, context=context).create()
     else:
-        raise TypeError(f"strategy={strategy!r}: expected a name such as 'auto' or 'ddp', or a Strategy instance.")
+        raise TypeError(
+            f"strategy={strategy!r}: expected a name such as 'auto' or 'ddp', or a Strategy instance."
+        )
 
     selected_strategy.connect(
         accelerator=selected_accelerator,

@@ -21,7 +21,11 @@ class CheckpointError(RuntimeError):
 def _first_line(err: BaseException) -> str:
     lines = [line.strip() for line in str(err).splitlines() if line.strip()]
     # torch's weights-only errors start with boilerplate; the cause is on a later line.
-    detail = [line for line in lines if not line.startswith(("Weights only load failed", "Please file", "Check the"))]
+    detail = [
+        line
+        for line in lines
+        if not line.startswith(("Weights only load failed", "Please file", "Check the"))
+    ]
     return (detail or lines or ["no detail"])[0][:200]
 
 
@@ -92,5 +96,3 @@ class CheckpointIO:
 
     def teardown(self) -> None:
         """Release resources (nothing for plain files)."""
-
-

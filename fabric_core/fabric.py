@@ -32,7 +32,11 @@ from fabric_core._plugin_manager import FabricHooks
 from fabric_core.accelerators.accelerator import Accelerator
 from fabric_core.loggers.logger import Logger
 from fabric_core.strategies.strategy import Strategy
-from fabric_core.utilities.apply_func import apply_to_collection, convert_tensors_to_scalars, convert_to_tensors
+from fabric_core.utilities.apply_func import (
+    apply_to_collection,
+    convert_tensors_to_scalars,
+    convert_to_tensors,
+)
 from fabric_core.utilities.rank_zero import rank_zero_only
 from fabric_core.utilities.seed import seed_everything as _seed_everything
 from fabric_core.utilities.seed import worker_init_function
@@ -104,7 +108,13 @@ class Fabric:
     # -- components --------------------------------------------------------------------------
 
     def _configure_callbacks(self, callbacks: Any) -> list[Any]:
-        items = [] if callbacks is None else list(callbacks) if isinstance(callbacks, (list, tuple)) else [callbacks]
+        items = (
+            []
+            if callbacks is None
+            else list(callbacks)
+            if isinstance(callbacks, (list, tuple))
+            else [callbacks]
+        )
         resolved = [lookup("callback", item).create() if isinstance(item, str) else item for item in items]
         for index, callback in enumerate(resolved):
             self._hooks.register(callback, name=f"callback-{index}:{type(callback).__name__}")
@@ -241,7 +251,11 @@ class Fabric:
 
     @overload
     def setup(
-        self, module: Module, *optimizers: Optimizer, scheduler: Any = ..., move_to_device: bool = ...,
+        self,
+        module: Module,
+        *optimizers: Optimizer,
+        scheduler: Any = ...,
+        move_to_device: bool = ...,
         _reapply_compile: bool = ...,
     ) -> Any: ...
 
@@ -262,7 +276,9 @@ class Fabric:
         self._validate_launched()
         original = module
         user_module = self._prepare_module(module, move_to_device)
-        forward_module, new_optimizers, scheduler = self._hooks.setup_model(user_module, list(optimizers), scheduler)
+        forward_module, new_optimizers, scheduler = self._hooks.setup_model(
+            user_module, list(optimizers), scheduler
+        )
         wrapped = self._wrap_module(forward_module, original)
         wrapped_optimizers = [FabricOptimizer(opt, self._strategy, self._hooks) for opt in new_optimizers]
         self._models_setup += 1
@@ -292,7 +308,10 @@ class Fabric:
             raise ValueError("fabric.setup_optimizers() needs at least one optimizer.")
         self._validate_optimizers(optimizers)
         self._validate_launched()
-        wrapped = [FabricOptimizer(self._hooks.setup_optimizer(opt), self._strategy, self._hooks) for opt in optimizers]
+        wrapped = [
+            FabricOptimizer(self._hooks.setup_optimizer(opt), self._strategy, self._hooks)
+            for opt in optimizers
+        ]
         return wrapped[0] if len(wrapped) == 1 else tuple(wrapped)
 
     def _prepare_module(self, module: Module, move_to_device: bool) -> Module:
@@ -305,10 +324,12 @@ class Fabric:
     def _wrap_module(self, forward_module: Module, original: Module) -> FabricModule:
         # For a compiled module, the user's model is the one inside it: its state dict has
         # no "_orig_mod." prefix.
-        return FabricModule(forward_module, self._strategy, original_module=getattr(original, "_orig_mod", original))
+        return FabricModule(
+            forward_module, self._strategy, original_module=getattr(original, "_orig_mod", original)
+        )
 
     def _validate_setup(self, module: Any, optimizers: Sequence[Any]) -> None:
-        if isinstance(module, (FabricOptimizer, FabricDataLoader)) or isinstance(module, Optimizer):
+        if isinstance(module, (FabricOptimizer, FabricDataLoader, Optimizer)):
             raise TypeError(
                 f"fabric.setup() expects a torch.nn.Module first, got {type(module).__name__}. "
                 "Call it as fabric.setup(model, optimizer)."
@@ -349,10 +370,12 @@ class Fabric:
             if isinstance(dataloader, FabricDataLoader):
                 raise ValueError("This dataloader was already set up by Fabric. Set up each dataloader once.")
             if not isinstance(dataloader, Iterable):
-                raise TypeError(f"fabric.setup_dataloaders() expects DataLoaders, got {type(dataloader).__name__}.")
-            if isinstance(dataloader, DataLoader) and os.environ.get("PL_SEED_WORKERS") == "1":
-                if dataloader.worker_init_fn is None:
-                    dataloader.worker_init_fn = _seeded_worker_init(self.global_rank)
+                raise TypeError(
+                    f"fabric.setup_dataloaders() expects DataLoaders, got {type(dataloader).__name__}."
+                )
+            seeding = isinstance(dataloader, DataLoader) and os.environ.get("PL_SEED_WORKERS") == "1"
+            if seeding and dataloader.worker_init_fn is None:
+                dataloader.worker_init_fn = _seeded_worker_init(self.global_rank)
             processed = self._strategy.process_dataloader(dataloader)
             if use_distributed_sampler and self.world_size > 1:
                 processed = self._strategy_distributed_dataloader(processed)
@@ -392,7 +415,10 @@ class Fabric:
         user_module, user_optimizer = unwrap(module), unwrap(optimizer)
         if max_norm is not None:
             return self._strategy.clip_gradients_norm(
-                user_module, user_optimizer, max_norm=max_norm, norm_type=norm_type,
+                user_module,
+                user_optimizer,
+                max_norm=max_norm,
+                norm_type=norm_type,
                 error_if_nonfinite=error_if_nonfinite,
             )
         assert clip_val is not None
@@ -500,7 +526,9 @@ class Fabric:
     def log_dict(self, metrics: Mapping[str, Any], step: int | None = None) -> None:
         """Send several metrics to every logger. One-element tensors become Python numbers."""
         if not isinstance(metrics, Mapping):
-            raise TypeError(f"fabric.log_dict() expects a mapping of names to values, got {type(metrics).__name__}.")
+            raise TypeError(
+                f"fabric.log_dict() expects a mapping of names to values, got {type(metrics).__name__}."
+            )
         self._hooks.log(convert_tensors_to_scalars(dict(metrics)), step)
 
     def call(self, hook_name: str, *args: Any, **kwargs: Any) -> None:
@@ -517,7 +545,12 @@ class Fabric:
 
     # -- checkpoints -----------------------------------------------------------------------
 
-    def save(self, path: str | Path, state: dict[str, Any], filter: dict[str, Callable[[str, Any], bool]] | None = None) -> None:
+    def save(
+        self,
+        path: str | Path,
+        state: dict[str, Any],
+        filter: dict[str, Callable[[str, Any], bool]] | None = None,
+    ) -> None:
         """Save ``state`` (models, optimizers, anything with a state dict, plain values) to ``path``.
 
         Only rank 0 writes (sharded strategies write from every rank); the file appears
@@ -531,10 +564,14 @@ class Fabric:
                 raise TypeError(f"fabric.save(filter=...) expects a dict of key to function, got {filter!r}.")
             unknown = sorted(set(filter) - set(state))
             if unknown:
-                raise ValueError(f"fabric.save(filter=...) names keys {unknown} that are not in state {sorted(state)}.")
+                raise ValueError(
+                    f"fabric.save(filter=...) names keys {unknown} that are not in state {sorted(state)}."
+                )
             for key, function in filter.items():
                 if not callable(function):
-                    raise TypeError(f"fabric.save(filter={{{key!r}: ...}}): expected a function, got {function!r}.")
+                    raise TypeError(
+                        f"fabric.save(filter={{{key!r}: ...}}): expected a function, got {function!r}."
+                    )
         self._validate_launched()
         self._hooks.save_checkpoint(Path(path), _unwrap_state(state), filter)
         self.barrier("save")
@@ -575,7 +612,9 @@ class Fabric:
         """Load a bare state dict saved with ``torch.save(model.state_dict())`` into ``obj``."""
         target = unwrap(obj)
         if not isinstance(target, (Module, Optimizer)):
-            raise TypeError(f"fabric.load_raw(path, obj): obj must be a model or an optimizer, got {type(obj).__name__}.")
+            raise TypeError(
+                f"fabric.load_raw(path, obj): obj must be a model or an optimizer, got {type(obj).__name__}."
+            )
         self._validate_launched()
         self._strategy.load_checkpoint(path=path, state=target, strict=strict)
 
@@ -609,4 +648,3 @@ def _teardown_at_exit(reference: weakref.ref[Fabric]) -> None:
             fabric._teardown()
         except Exception as err:  # at exit, a failing teardown must not hide the real outcome
             _log.warning("teardown at exit failed", error=repr(err))
-

@@ -29,7 +29,9 @@ class FabricModule(nn.Module):
     ``DistributedDataParallel`` wrapper and the second the user's model.
     """
 
-    def __init__(self, forward_module: nn.Module, strategy: Strategy, original_module: nn.Module | None = None) -> None:
+    def __init__(
+        self, forward_module: nn.Module, strategy: Strategy, original_module: nn.Module | None = None
+    ) -> None:
         super().__init__()
         self._forward_module = forward_module
         # Stored outside nn.Module's registry so it is not a second child (no duplicate
@@ -99,7 +101,12 @@ class FabricModule(nn.Module):
 
     def __setattr__(self, name: str, value: Any) -> None:
         original = self.__dict__.get("_original_module")
-        if original is not None and not name.startswith("_") and hasattr(original, name) and name not in self.__dict__:
+        if (
+            original is not None
+            and not name.startswith("_")
+            and hasattr(original, name)
+            and name not in self.__dict__
+        ):
             setattr(original, name, value)
             return
         super().__setattr__(name, value)
@@ -180,7 +187,9 @@ class FabricOptimizer:
 class FabricDataLoader:
     """Iterates the user's DataLoader, moving batches to ``device`` and advancing the epoch."""
 
-    def __init__(self, dataloader: Any, device: torch.device | None = None, strategy: Strategy | None = None) -> None:
+    def __init__(
+        self, dataloader: Any, device: torch.device | None = None, strategy: Strategy | None = None
+    ) -> None:
         self._dataloader = dataloader
         self._device = device
         self._strategy = strategy
@@ -197,7 +206,11 @@ class FabricDataLoader:
         # A new epoch: samplers that shuffle per epoch (DistributedSampler) need set_epoch,
         # whether they sit on the loader or inside its batch sampler; each is told once.
         batch_sampler = getattr(self._dataloader, "batch_sampler", None)
-        candidates = (getattr(self._dataloader, "sampler", None), batch_sampler, getattr(batch_sampler, "sampler", None))
+        candidates = (
+            getattr(self._dataloader, "sampler", None),
+            batch_sampler,
+            getattr(batch_sampler, "sampler", None),
+        )
         told: set[int] = set()
         for sampler in candidates:
             set_epoch = getattr(sampler, "set_epoch", None)

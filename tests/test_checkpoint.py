@@ -56,7 +56,10 @@ def test_save_and_load_round_trip_restores_live_objects_and_returns_the_rest(tmp
     counter = Counter()
     counter.count = 7
     path = tmp_path / "nested" / "ckpt.pt"
-    fabric.save(path, {"model": model, "optimizer": optimizer, "counter": counter, "step": 3, "meta": {"a": [1, 2.5, "x"]}})
+    fabric.save(
+        path,
+        {"model": model, "optimizer": optimizer, "counter": counter, "step": 3, "meta": {"a": [1, 2.5, "x"]}},
+    )
     assert path.is_file()
     assert [p.name for p in path.parent.iterdir()] == ["ckpt.pt"]  # no temporary file left behind
 
@@ -109,7 +112,9 @@ def test_load_without_state_returns_everything(tmp_path: Path) -> None:
 def test_strict_loading(tmp_path: Path) -> None:
     fabric = Fabric(accelerator="cpu")
     fabric.save(tmp_path / "c.pt", {"model": make_mlp(), "epoch": 1})
-    with pytest.raises(KeyError, match=r"keys \['missing'\] that the checkpoint .*c.pt.* does not have.*strict=False"):
+    with pytest.raises(
+        KeyError, match=r"keys \['missing'\] that the checkpoint .*c.pt.* does not have.*strict=False"
+    ):
         fabric.load(tmp_path / "c.pt", {"model": make_mlp(), "missing": 0})
     state = {"model": make_mlp(), "missing": 0}
     assert fabric.load(tmp_path / "c.pt", state, strict=False) == {"epoch": 1}
@@ -124,7 +129,11 @@ def test_strict_loading(tmp_path: Path) -> None:
 def test_filter_chooses_entries(tmp_path: Path) -> None:
     fabric = Fabric(accelerator="cpu")
     model = fabric.setup(make_mlp())
-    fabric.save(tmp_path / "c.pt", {"model": model, "step": 1}, filter={"model": lambda key, _: key.endswith("weight")})
+    fabric.save(
+        tmp_path / "c.pt",
+        {"model": model, "step": 1},
+        filter={"model": lambda key, _: key.endswith("weight")},
+    )
     saved = torch.load(tmp_path / "c.pt", weights_only=True)
     assert saved["model"] and all(key.endswith("weight") for key in saved["model"])
 
@@ -157,7 +166,10 @@ def test_load_raw_into_model_and_optimizer(tmp_path: Path) -> None:
 def test_weights_only_by_default_and_explicit_opt_out(tmp_path: Path) -> None:
     fabric = Fabric(accelerator="cpu")
     fabric.save(tmp_path / "c.pt", {"thing": Opaque(5)})
-    with pytest.raises(CheckpointError, match=r"c.pt.*Python object \(tests.test_checkpoint.Opaque\).*weights_only=True refuses.*weights_only=False"):
+    with pytest.raises(
+        CheckpointError,
+        match=r"c.pt.*Python object \(tests.test_checkpoint.Opaque\).*weights_only=True refuses.*weights_only=False",
+    ):
         fabric.load(tmp_path / "c.pt")
     assert fabric.load(tmp_path / "c.pt", weights_only=False)["thing"].value == 5
 
@@ -219,7 +231,9 @@ def test_a_process_killed_mid_save_never_leaves_a_half_written_file(tmp_path: Pa
     path = tmp_path / "c.pt"
     Fabric(accelerator="cpu").save(path, {"version": 1})
     process = subprocess.Popen(
-        [sys.executable, "-c", _KILLED_WRITER, str(path)], stdout=subprocess.PIPE, text=True,
+        [sys.executable, "-c", _KILLED_WRITER, str(path)],
+        stdout=subprocess.PIPE,
+        text=True,
         env={**os.environ, "PYTHONPATH": os.getcwd()},
     )
     try:

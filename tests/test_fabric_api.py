@@ -76,7 +76,7 @@ def test_setup_module_then_setup_optimizers() -> None:
     fabric = Fabric(accelerator="cpu")
     model = fabric.setup_module(Model())
     optimizer = fabric.setup_optimizers(torch.optim.SGD(model.parameters(), lr=0.1))
-    first, second = fabric.setup_optimizers(
+    _, second = fabric.setup_optimizers(
         torch.optim.SGD(model.parameters(), lr=0.1), torch.optim.Adam(model.parameters())
     )
     assert isinstance(optimizer, torch.optim.SGD) and isinstance(second, torch.optim.Adam)
@@ -146,7 +146,7 @@ def test_dataloader_sets_epoch_each_iteration_and_keeps_attributes() -> None:
         assert batches[0][0].device == fabric.device
     assert sampler.epochs == [0, 1, 2]
     first, second = fabric.setup_dataloaders(DataLoader(dataset), DataLoader(dataset), move_to_device=False)
-    assert first.device is None
+    assert first.device is None and second.device is None
 
 
 def test_backward_clip_gradients_by_norm_and_value() -> None:
@@ -397,7 +397,10 @@ def test_launch_checks_its_arguments() -> None:
 
 def test_no_backward_sync_needs_a_wrapped_model() -> None:
     fabric = Fabric(accelerator="cpu")
-    with pytest.raises(TypeError, match="needs the model returned by fabric.setup"), fabric.no_backward_sync(Model()):
+    with (
+        pytest.raises(TypeError, match="needs the model returned by fabric.setup"),
+        fabric.no_backward_sync(Model()),
+    ):
         pass
     model = fabric.setup(Model())
     with fabric.no_backward_sync(model):

@@ -330,7 +330,9 @@ class Strategy(ABC):
         return self.optimizer_step(optimizer, **kwargs)
 
     @hookimpl
-    def fabric_save_checkpoint(self, path: Path, state: dict[str, Any], filter: dict[str, Any] | None) -> bool:
+    def fabric_save_checkpoint(
+        self, path: Path, state: dict[str, Any], filter: dict[str, Any] | None
+    ) -> bool:
         self.save_checkpoint(path, state, filter=filter)
         return True
 

@@ -20,7 +20,7 @@ def apply_to_collection(data: Any, dtype: type | tuple[type, ...], function: Cal
     if isinstance(data, Mapping):
         items = [(key, apply_to_collection(value, dtype, function)) for key, value in data.items()]
         try:
-            return type(data)(items)
+            return type(data)(items)  # type: ignore[call-arg]
         except TypeError:  # a mapping type whose constructor takes other arguments
             return dict(items)
     if isinstance(data, tuple) and hasattr(data, "_fields"):  # namedtuple
