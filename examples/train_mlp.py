@@ -29,25 +29,17 @@ def make_spirals(samples: int, classes: int = 3, seed: int = 0) -> TensorDataset
     per_class = samples // classes
     radius = torch.linspace(0.05, 1.0, per_class).repeat(classes)
     labels = torch.arange(classes).repeat_interleave(per_class)
-    angle = (
-        labels * (2 * math.pi / classes)
-        + radius * 4
-        + 0.2 * torch.randn(per_class * classes, generator=generator)
-    )
+    angle = labels * (2 * math.pi / classes) + radius * 4 + 0.2 * torch.randn(per_class * classes, generator=generator)
     points = torch.stack([radius * torch.sin(angle), radius * torch.cos(angle)], dim=1)
     return TensorDataset(points, labels)
 
 
 def build_model(classes: int = 3, width: int = 128) -> nn.Module:
-    return nn.Sequential(
-        nn.Linear(2, width), nn.ReLU(), nn.Linear(width, width), nn.ReLU(), nn.Linear(width, classes)
-    )
+    return nn.Sequential(nn.Linear(2, width), nn.ReLU(), nn.Linear(width, width), nn.ReLU(), nn.Linear(width, classes))
 
 
 def main(argv: list[str] | None = None) -> float:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--accelerator", default="cpu")
     parser.add_argument("--strategy", default="auto")
     parser.add_argument("--devices", default="1")
@@ -111,9 +103,7 @@ def main(argv: list[str] | None = None) -> float:
         fabric.save(checkpoint, state)
         fabric.print(f"epoch {epoch + 1:3d}  loss {loss.item():.4f}  val accuracy {accuracy:.3f}")
 
-    fabric.print(
-        f"done: val accuracy {accuracy:.3f}; metrics in {fabric.logger.log_dir}, checkpoint {checkpoint}"
-    )
+    fabric.print(f"done: val accuracy {accuracy:.3f}; metrics in {fabric.logger.log_dir}, checkpoint {checkpoint}")
     return accuracy
 
 

@@ -22,9 +22,7 @@ def fabric_register_accelerators(registry: Registry) -> None:
         description="the CPU; devices=N runs N processes",
         priority=0,
     )
-    registry.add(
-        "cuda", f"{_ACCELERATORS}.cuda:CUDAAccelerator", description="NVIDIA GPUs through CUDA", priority=20
-    )
+    registry.add("cuda", f"{_ACCELERATORS}.cuda:CUDAAccelerator", description="NVIDIA GPUs through CUDA", priority=20)
     registry.add(
         "mps",
         f"{_ACCELERATORS}.mps:MPSAccelerator",
@@ -33,12 +31,35 @@ def fabric_register_accelerators(registry: Registry) -> None:
     )
 
 
+_DDP = "fabric_core.strategies.ddp:DDPStrategy"
+
+
 @hookimpl
 def fabric_register_strategies(registry: Registry) -> None:
     registry.add(
         "single_device",
         "fabric_core.strategies.single_device:SingleDeviceStrategy",
         description="one process on one device",
+    )
+    launch = {"ddp": "popen", "ddp_spawn": "spawn", "ddp_fork": "fork", "ddp_notebook": "fork"}
+    for prefix, start_method in launch.items():
+        registry.add(
+            prefix,
+            _DDP,
+            init_params={"start_method": start_method},
+            description=f"DistributedDataParallel, processes started by {start_method}",
+        )
+        for unused in (True, False):
+            registry.add(
+                f"{prefix}_find_unused_parameters_{str(unused).lower()}",
+                _DDP,
+                init_params={"start_method": start_method, "find_unused_parameters": unused},
+                description=f"{prefix} with find_unused_parameters={unused}",
+            )
+    registry.add(
+        "dp",
+        "fabric_core.strategies.dp:DataParallelStrategy",
+        description="DataParallel over the GPUs of one process (falls back to ddp on CPU)",
     )
 
 
@@ -69,6 +90,12 @@ def fabric_register_environments(registry: Registry) -> None:
         "fabric_core.environments.local:LocalEnvironment",
         description="processes started on this machine by Fabric",
         priority=0,
+    )
+    registry.add(
+        "torchelastic",
+        "fabric_core.environments.torchelastic:TorchElasticEnvironment",
+        description="processes started by torchrun / fabric run",
+        priority=90,
     )
 
 

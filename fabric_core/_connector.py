@@ -8,7 +8,9 @@ the single-device strategy for one process and ``"ddp"`` for more.
 
 from __future__ import annotations
 
+import inspect
 import os
+import warnings
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -88,7 +90,10 @@ def _split_plugins(plugins: Any) -> tuple[dict[type, Any], list[object]]:
             )
         base = next((kind for kind in _COMPONENT_TYPES if isinstance(item, kind)), None)
         if base is None:
-            if not any(name.startswith("fabric_") for name in dir(item)):
+            # The same test as the plugin manager's: a non-callable ``fabric_*`` attribute is no hook.
+            if not any(
+                name.startswith("fabric_") and inspect.isroutine(getattr(item, name, None)) for name in dir(item)
+            ):
                 raise TypeError(
                     f"Fabric(plugins=[...]) got {type(item).__name__!r}, which is neither a component (Precision, "
                     "ClusterEnvironment, CheckpointIO, Strategy, Accelerator) nor implements any fabric_* hook."
@@ -108,9 +113,7 @@ def _select_accelerator(flag: Any) -> Accelerator:
     if isinstance(flag, Accelerator):
         return flag
     if not isinstance(flag, str):
-        raise TypeError(
-            f"accelerator={flag!r}: expected a name such as 'cpu', 'cuda' or 'auto', or an Accelerator."
-        )
+        raise TypeError(f"accelerator={flag!r}: expected a name such as 'cpu', 'cuda' or 'auto', or an Accelerator.")
     name = flag.lower()
     if name == "auto":
         for entry in lookup_registry("accelerator").by_priority():
@@ -209,10 +212,14 @@ def select(
         accelerator = strategy.accelerator
 
     selected_accelerator = _select_accelerator("auto" if accelerator is None else accelerator)
+    environment = _select_environment(components.get(ClusterEnvironment))
+    if devices in ("auto", None) and environment.creates_processes_externally:
+        # Under torchrun (or SLURM, ...) "auto" means as many devices as processes per node.
+        local_world_size = getattr(environment, "local_world_size", None)
+        devices = local_world_size() if callable(local_world_size) else devices
     device_indices = selected_accelerator.parse_devices("auto" if devices is None else devices)
     nodes = _parse_num_nodes(num_nodes)
     selected_precision = _select_precision(precision, components.get(Precision))
-    environment = _select_environment(components.get(ClusterEnvironment))
     environment.validate_settings(len(device_indices), nodes)
 
     if isinstance(strategy, Strategy):
@@ -224,11 +231,17 @@ def select(
             processes = len(device_indices) * nodes
             name = "single_device" if processes == 1 else "ddp"
             context = f" (chosen by strategy='auto' for {len(device_indices)} device(s) on {nodes} node(s))"
+        if name == "dp" and selected_accelerator.name != "cuda":
+            # Lightning's rule: DataParallel is GPU-only; on other devices use DDP instead.
+            warnings.warn(
+                f"strategy='dp' is not supported on accelerator={selected_accelerator.name!r}; using strategy='ddp'.",
+                UserWarning,
+                stacklevel=3,
+            )
+            name = "ddp"
         selected_strategy = lookup("strategy", name, context=context).create()
     else:
-        raise TypeError(
-            f"strategy={strategy!r}: expected a name such as 'auto' or 'ddp', or a Strategy instance."
-        )
+        raise TypeError(f"strategy={strategy!r}: expected a name such as 'auto' or 'ddp', or a Strategy instance.")
 
     selected_strategy.connect(
         accelerator=selected_accelerator,
@@ -239,6 +252,7 @@ def select(
         checkpoint_io=components.get(CheckpointIO),
     )
     selected_strategy.validate()
+    selected_strategy.configure_launcher()
     assert selected_strategy.accelerator is not None
     selected_strategy.precision.setup(selected_strategy.root_device.type)
     return Selection(

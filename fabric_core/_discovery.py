@@ -144,7 +144,10 @@ def _skip_reason(distribution: str, entry_name: str) -> tuple[str, str] | None:
         return "not-allowed", f"not listed in FABRIC_PLUGINS={','.join(allowed)}; add {distribution} to it"
     blocked = _env_list("FABRIC_BLOCK_PLUGINS")
     if names & {_canonical(name) for name in blocked}:
-        return "blocked", f"listed in FABRIC_BLOCK_PLUGINS={','.join(blocked)}; remove it from there to load it"
+        return (
+            "blocked",
+            f"listed in FABRIC_BLOCK_PLUGINS={','.join(blocked)}; remove it from there to load it",
+        )
     return None
 
 
@@ -223,12 +226,14 @@ def _run_discovery() -> Discovery:
         for entry_name, entries in registry.conflicts.items():
             warnings.warn(registry.conflict_message(entry_name), FabricPluginWarning, stacklevel=3)
             for entry in entries:
+                others = " and ".join(e.distribution for e in entries if e.distribution != entry.distribution)
                 for record in records:
+                    # ``provides`` is keyed by the plural ("strategies"), the registry by the kind.
                     if record.distribution == entry.distribution and entry_name in record.provides.get(
-                        registry.kind, []
+                        KINDS[registry.kind], []
                     ):
                         record.reason = (record.reason + "; " if record.reason else "") + (
-                            f"{registry.kind} {entry_name!r} conflicts with another distribution"
+                            f"{registry.kind} {entry_name!r} conflicts with {others}"
                         )
     return Discovery(registries=registries, records=records)
 
@@ -259,6 +264,17 @@ def _load(
             for impl in getattr(manager.hook, hook_name).get_hookimpls():
                 if impl.plugin is module:
                     impl.function(*[{"registry": scratch[kind]}[arg] for arg in impl.argnames])
+        # Two entry points of one distribution giving the same name would make the merge
+        # below raise outside this try, breaking discovery for everyone: fail this one instead.
+        for kind, registry in scratch.items():
+            for entry in registry:
+                if entry.name in registries[kind] and registries[kind].get(entry.name).distribution == (
+                    record.distribution
+                ):
+                    raise ValueError(
+                        f"{kind} {entry.name!r} is registered twice by {record.distribution} (by two of its "
+                        "entry points); register each name from one entry point only."
+                    )
     except Exception as err:
         if module is not None and manager.is_registered(module):
             manager.unregister(module)

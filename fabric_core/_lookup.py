@@ -26,8 +26,6 @@ KNOWN_ADDONS: tuple[tuple[str, str, str], ...] = (
 
 #: Names fabric-core itself will provide, with what to do until then.
 PLANNED_IN_CORE: tuple[tuple[str, str, str], ...] = (
-    ("strategy", "ddp*", "multi-process DDP"),
-    ("strategy", "dp", "multi-process DDP"),
     ("strategy", "fsdp*", "FSDP sharding"),
     ("strategy", "model_parallel", "model parallelism"),
 )
@@ -113,6 +111,5 @@ def _from_records(
         error.__cause__ = record.error
         return error
     return PluginNotAvailableError(
-        f"{asked}: {kind} {name!r} is provided by {label}, which is installed but was not loaded: "
-        f"{record.reason}."
+        f"{asked}: {kind} {name!r} is provided by {label}, which is installed but was not loaded: {record.reason}."
     )

@@ -21,11 +21,7 @@ class CheckpointError(RuntimeError):
 def _first_line(err: BaseException) -> str:
     lines = [line.strip() for line in str(err).splitlines() if line.strip()]
     # torch's weights-only errors start with boilerplate; the cause is on a later line.
-    detail = [
-        line
-        for line in lines
-        if not line.startswith(("Weights only load failed", "Please file", "Check the"))
-    ]
+    detail = [line for line in lines if not line.startswith(("Weights only load failed", "Please file", "Check the"))]
     return (detail or lines or ["no detail"])[0][:200]
 
 
@@ -51,9 +47,7 @@ class CheckpointIO:
             Path(temporary).unlink(missing_ok=True)
             raise
 
-    def load_checkpoint(
-        self, path: str | Path, map_location: Any = "cpu", weights_only: bool = True
-    ) -> dict[str, Any]:
+    def load_checkpoint(self, path: str | Path, map_location: Any = "cpu", weights_only: bool = True) -> dict[str, Any]:
         path = Path(path)
         if not path.exists():
             raise FileNotFoundError(f"Checkpoint file not found: {str(path)!r}. Check the path.")

@@ -30,6 +30,7 @@ from fabric_core._discovery import discover
 from fabric_core._lookup import lookup
 from fabric_core._plugin_manager import FabricHooks
 from fabric_core.accelerators.accelerator import Accelerator
+from fabric_core.data import distribute_dataloader
 from fabric_core.loggers.logger import Logger
 from fabric_core.strategies.strategy import Strategy
 from fabric_core.utilities.apply_func import (
@@ -89,15 +90,10 @@ class Fabric:
         self._strategy: Strategy = selection.strategy
         self._accelerator: Accelerator = selection.accelerator
         self._precision = selection.precision
-        self._hooks = FabricHooks(self)
-        self._hooks.register(self._strategy, name="strategy")
-        for plugin_name, module in discover().runtime_plugins():
-            self._hooks.register(module, name=plugin_name)
-        for index, plugin in enumerate(selection.hook_plugins):
-            self._hooks.register(plugin, name=f"plugin-{index}:{type(plugin).__name__}")
-        self._callbacks = self._configure_callbacks(callbacks)
-        self._loggers = self._configure_loggers(loggers)
-        self._hooks.validate_single_owners()
+        self._hook_plugins = selection.hook_plugins
+        self._callbacks = self._resolve_callbacks(callbacks)
+        self._loggers = self._resolve_loggers(loggers)
+        self._hooks = self._build_hooks()
 
         self._launched = False
         self._environment_ready = False
@@ -105,25 +101,41 @@ class Fabric:
         self._torn_down = False
         atexit.register(_teardown_at_exit, weakref.ref(self))
 
+    def _build_hooks(self) -> FabricHooks:
+        """This Fabric's plugin manager: the strategy, discovered runtime plugins, hook plugins, callbacks, loggers."""
+        hooks = FabricHooks(self)
+        hooks.register(self._strategy, name="strategy")
+        for plugin_name, module in discover().runtime_plugins():
+            hooks.register(module, name=plugin_name)
+        for index, plugin in enumerate(self._hook_plugins):
+            hooks.register(plugin, name=f"plugin-{index}:{type(plugin).__name__}")
+        for index, callback in enumerate(self._callbacks):
+            hooks.register(callback, name=f"callback-{index}:{type(callback).__name__}")
+        for index, logger in enumerate(self._loggers):
+            hooks.register(logger, name=f"logger-{index}:{type(logger).__name__}")
+        hooks.validate_single_owners()
+        return hooks
+
+    def __getstate__(self) -> dict[str, Any]:
+        # Sent to processes started with "spawn": the plugin manager holds modules and
+        # hook callers that do not pickle, so it is rebuilt on the other side.
+        state = dict(self.__dict__)
+        del state["_hooks"]
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._hooks = self._build_hooks()
+        atexit.register(_teardown_at_exit, weakref.ref(self))
+
     # -- components --------------------------------------------------------------------------
 
-    def _configure_callbacks(self, callbacks: Any) -> list[Any]:
-        items = (
-            []
-            if callbacks is None
-            else list(callbacks)
-            if isinstance(callbacks, (list, tuple))
-            else [callbacks]
-        )
-        resolved = [lookup("callback", item).create() if isinstance(item, str) else item for item in items]
-        for index, callback in enumerate(resolved):
-            self._hooks.register(callback, name=f"callback-{index}:{type(callback).__name__}")
-        return resolved
+    def _resolve_callbacks(self, callbacks: Any) -> list[Any]:
+        return [lookup("callback", item).create() if isinstance(item, str) else item for item in _as_list(callbacks)]
 
-    def _configure_loggers(self, loggers: Any) -> list[Logger]:
-        items = [] if loggers is None else list(loggers) if isinstance(loggers, (list, tuple)) else [loggers]
+    def _resolve_loggers(self, loggers: Any) -> list[Logger]:
         resolved: list[Logger] = []
-        for item in items:
+        for item in _as_list(loggers):
             logger = lookup("logger", item).create() if isinstance(item, str) else item
             if not isinstance(logger, Logger):
                 raise TypeError(
@@ -131,8 +143,6 @@ class Fabric:
                     "instance or a registered logger name such as 'csv'."
                 )
             resolved.append(logger)
-        for index, logger in enumerate(resolved):
-            self._hooks.register(logger, name=f"logger-{index}:{type(logger).__name__}")
         return resolved
 
     # -- properties ------------------------------------------------------------------------
@@ -183,7 +193,8 @@ class Fabric:
 
     @property
     def plugin_manager(self) -> Any:
-        """This Fabric's pluggy manager (for registering hook plugins after construction)."""
+        """This Fabric's pluggy manager, for inspection. Pass hook plugins as ``Fabric(plugins=[...])``:
+        that path validates hook names and the single-owner rule."""
         return self._hooks.manager
 
     # -- launch ------------------------------------------------------------------------------
@@ -197,15 +208,18 @@ class Fabric:
         if self._launched:
             raise RuntimeError("fabric.launch() was called twice; call it once, at the start of the script.")
         if function is not None:
-            parameters = [
-                p for p in inspect.signature(function).parameters.values() if p.kind is not p.VAR_KEYWORD
-            ]
+            parameters = [p for p in inspect.signature(function).parameters.values() if p.kind is not p.VAR_KEYWORD]
             if not parameters:
                 raise TypeError(
                     f"fabric.launch({getattr(function, '__name__', function)}): the function must take the Fabric "
                     "object as its first argument, for example def train(fabric): ..."
                 )
         launcher = self._strategy.launcher
+        if launcher is not None and not launcher.is_interactive_compatible and _in_interactive_session():
+            raise RuntimeError(
+                f"{self._strategy!r} cannot start its processes from an interactive session or notebook. Use "
+                "strategy='ddp_notebook' here, or run your code as a script."
+            )
         self._launched = True
         if launcher is not None:
             return launcher.launch(self._run_launched, function, *args, **kwargs)
@@ -276,9 +290,7 @@ class Fabric:
         self._validate_launched()
         original = module
         user_module = self._prepare_module(module, move_to_device)
-        forward_module, new_optimizers, scheduler = self._hooks.setup_model(
-            user_module, list(optimizers), scheduler
-        )
+        forward_module, new_optimizers, scheduler = self._hooks.setup_model(user_module, list(optimizers), scheduler)
         wrapped = self._wrap_module(forward_module, original)
         wrapped_optimizers = [FabricOptimizer(opt, self._strategy, self._hooks) for opt in new_optimizers]
         self._models_setup += 1
@@ -308,10 +320,7 @@ class Fabric:
             raise ValueError("fabric.setup_optimizers() needs at least one optimizer.")
         self._validate_optimizers(optimizers)
         self._validate_launched()
-        wrapped = [
-            FabricOptimizer(self._hooks.setup_optimizer(opt), self._strategy, self._hooks)
-            for opt in optimizers
-        ]
+        wrapped = [FabricOptimizer(self._hooks.setup_optimizer(opt), self._strategy, self._hooks) for opt in optimizers]
         return wrapped[0] if len(wrapped) == 1 else tuple(wrapped)
 
     def _prepare_module(self, module: Module, move_to_device: bool) -> Module:
@@ -324,9 +333,7 @@ class Fabric:
     def _wrap_module(self, forward_module: Module, original: Module) -> FabricModule:
         # For a compiled module, the user's model is the one inside it: its state dict has
         # no "_orig_mod." prefix.
-        return FabricModule(
-            forward_module, self._strategy, original_module=getattr(original, "_orig_mod", original)
-        )
+        return FabricModule(forward_module, self._strategy, original_module=getattr(original, "_orig_mod", original))
 
     def _validate_setup(self, module: Any, optimizers: Sequence[Any]) -> None:
         if isinstance(module, (FabricOptimizer, FabricDataLoader, Optimizer)):
@@ -370,22 +377,17 @@ class Fabric:
             if isinstance(dataloader, FabricDataLoader):
                 raise ValueError("This dataloader was already set up by Fabric. Set up each dataloader once.")
             if not isinstance(dataloader, Iterable):
-                raise TypeError(
-                    f"fabric.setup_dataloaders() expects DataLoaders, got {type(dataloader).__name__}."
-                )
+                raise TypeError(f"fabric.setup_dataloaders() expects DataLoaders, got {type(dataloader).__name__}.")
             seeding = isinstance(dataloader, DataLoader) and os.environ.get("PL_SEED_WORKERS") == "1"
             if seeding and dataloader.worker_init_fn is None:
                 dataloader.worker_init_fn = _seeded_worker_init(self.global_rank)
             processed = self._strategy.process_dataloader(dataloader)
-            if use_distributed_sampler and self.world_size > 1:
-                processed = self._strategy_distributed_dataloader(processed)
+            sampler_kwargs = self._strategy.distributed_sampler_kwargs
+            if use_distributed_sampler and sampler_kwargs is not None:
+                processed = distribute_dataloader(processed, **sampler_kwargs)
             device = self.device if move_to_device else None
             wrapped.append(FabricDataLoader(processed, device=device, strategy=self._strategy))
         return wrapped[0] if len(wrapped) == 1 else tuple(wrapped)
-
-    def _strategy_distributed_dataloader(self, dataloader: Any) -> Any:
-        make = getattr(self._strategy, "distributed_dataloader", None)
-        return make(dataloader) if callable(make) else dataloader
 
     # -- training step -------------------------------------------------------------------------
 
@@ -526,9 +528,7 @@ class Fabric:
     def log_dict(self, metrics: Mapping[str, Any], step: int | None = None) -> None:
         """Send several metrics to every logger. One-element tensors become Python numbers."""
         if not isinstance(metrics, Mapping):
-            raise TypeError(
-                f"fabric.log_dict() expects a mapping of names to values, got {type(metrics).__name__}."
-            )
+            raise TypeError(f"fabric.log_dict() expects a mapping of names to values, got {type(metrics).__name__}.")
         self._hooks.log(convert_tensors_to_scalars(dict(metrics)), step)
 
     def call(self, hook_name: str, *args: Any, **kwargs: Any) -> None:
@@ -538,9 +538,7 @@ class Fabric:
             if method is None:
                 continue
             if not callable(method):
-                raise TypeError(
-                    f"fabric.call({hook_name!r}): {type(callback).__name__}.{hook_name} is not callable."
-                )
+                raise TypeError(f"fabric.call({hook_name!r}): {type(callback).__name__}.{hook_name} is not callable.")
             method(*args, **kwargs)
 
     # -- checkpoints -----------------------------------------------------------------------
@@ -564,14 +562,10 @@ class Fabric:
                 raise TypeError(f"fabric.save(filter=...) expects a dict of key to function, got {filter!r}.")
             unknown = sorted(set(filter) - set(state))
             if unknown:
-                raise ValueError(
-                    f"fabric.save(filter=...) names keys {unknown} that are not in state {sorted(state)}."
-                )
+                raise ValueError(f"fabric.save(filter=...) names keys {unknown} that are not in state {sorted(state)}.")
             for key, function in filter.items():
                 if not callable(function):
-                    raise TypeError(
-                        f"fabric.save(filter={{{key!r}: ...}}): expected a function, got {function!r}."
-                    )
+                    raise TypeError(f"fabric.save(filter={{{key!r}: ...}}): expected a function, got {function!r}.")
         self._validate_launched()
         self._hooks.save_checkpoint(Path(path), _unwrap_state(state), filter)
         self.barrier("save")
@@ -630,6 +624,18 @@ class Fabric:
             f"Fabric(accelerator={type(self._accelerator).__name__}, strategy={type(self._strategy).__name__}, "
             f"precision={self._precision.precision!r}, device={self.device})"
         )
+
+
+def _as_list(value: Any) -> list[Any]:
+    if value is None:
+        return []
+    return list(value) if isinstance(value, (list, tuple)) else [value]
+
+
+def _in_interactive_session() -> bool:
+    import __main__
+
+    return not hasattr(__main__, "__file__")
 
 
 def _unwrap_state(state: dict[str, Any]) -> dict[str, Any]:

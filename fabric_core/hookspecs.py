@@ -160,9 +160,7 @@ def fabric_optimizer_step(fabric: Fabric, optimizer: Optimizer, kwargs: dict) ->
 
 
 @hookspec(firstresult=True)
-def fabric_save_checkpoint(
-    fabric: Fabric, path: Path, state: dict[str, Any], filter: dict[str, Any] | None
-) -> bool:
+def fabric_save_checkpoint(fabric: Fabric, path: Path, state: dict[str, Any], filter: dict[str, Any] | None) -> bool:
     """Write ``state`` (live modules, optimizers and plain values) to ``path``.
 
     :param filter: per top-level key, a ``(key, value) -> bool`` function choosing which

@@ -29,9 +29,7 @@ class FabricModule(nn.Module):
     ``DistributedDataParallel`` wrapper and the second the user's model.
     """
 
-    def __init__(
-        self, forward_module: nn.Module, strategy: Strategy, original_module: nn.Module | None = None
-    ) -> None:
+    def __init__(self, forward_module: nn.Module, strategy: Strategy, original_module: nn.Module | None = None) -> None:
         super().__init__()
         self._forward_module = forward_module
         # Stored outside nn.Module's registry so it is not a second child (no duplicate
@@ -101,12 +99,7 @@ class FabricModule(nn.Module):
 
     def __setattr__(self, name: str, value: Any) -> None:
         original = self.__dict__.get("_original_module")
-        if (
-            original is not None
-            and not name.startswith("_")
-            and hasattr(original, name)
-            and name not in self.__dict__
-        ):
+        if original is not None and not name.startswith("_") and hasattr(original, name) and name not in self.__dict__:
             setattr(original, name, value)
             return
         super().__setattr__(name, value)
@@ -187,9 +180,7 @@ class FabricOptimizer:
 class FabricDataLoader:
     """Iterates the user's DataLoader, moving batches to ``device`` and advancing the epoch."""
 
-    def __init__(
-        self, dataloader: Any, device: torch.device | None = None, strategy: Strategy | None = None
-    ) -> None:
+    def __init__(self, dataloader: Any, device: torch.device | None = None, strategy: Strategy | None = None) -> None:
         self._dataloader = dataloader
         self._device = device
         self._strategy = strategy

@@ -112,9 +112,7 @@ def test_load_without_state_returns_everything(tmp_path: Path) -> None:
 def test_strict_loading(tmp_path: Path) -> None:
     fabric = Fabric(accelerator="cpu")
     fabric.save(tmp_path / "c.pt", {"model": make_mlp(), "epoch": 1})
-    with pytest.raises(
-        KeyError, match=r"keys \['missing'\] that the checkpoint .*c.pt.* does not have.*strict=False"
-    ):
+    with pytest.raises(KeyError, match=r"keys \['missing'\] that the checkpoint .*c.pt.* does not have.*strict=False"):
         fabric.load(tmp_path / "c.pt", {"model": make_mlp(), "missing": 0})
     state = {"model": make_mlp(), "missing": 0}
     assert fabric.load(tmp_path / "c.pt", state, strict=False) == {"epoch": 1}

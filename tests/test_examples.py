@@ -28,9 +28,7 @@ def _run(*args: str, cwd: Path) -> str:
 
 @pytest.mark.parametrize("precision", ["32-true", "bf16-mixed"])
 def test_train_mlp_learns_logs_and_resumes(tmp_path: Path, precision: str) -> None:
-    out = _run(
-        "--epochs", "4", "--samples", "1500", "--precision", precision, "--root", str(tmp_path), cwd=tmp_path
-    )
+    out = _run("--epochs", "4", "--samples", "1500", "--precision", precision, "--root", str(tmp_path), cwd=tmp_path)
     final = float(out.strip().splitlines()[-1].split("val accuracy ")[1].split(";")[0])
     assert final > 0.8, out
     metrics = tmp_path / "logs" / "spirals" / "version_0" / "metrics.csv"

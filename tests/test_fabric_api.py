@@ -409,6 +409,8 @@ def test_no_backward_sync_needs_a_wrapped_model() -> None:
 
 
 class _Launcher:
+    is_interactive_compatible = True
+
     def launch(self, function: Any, *args: Any, **kwargs: Any) -> Any:
         return function(*args, **kwargs)
 

@@ -37,9 +37,7 @@ def parse_device_count(devices: Any, accelerator: str, available: int) -> int:
     if devices == -1:
         return available
     if devices < 1:
-        raise _bad(
-            devices, accelerator, "at least one device is needed", "Pass devices=1 or more, or -1 for all."
-        )
+        raise _bad(devices, accelerator, "at least one device is needed", "Pass devices=1 or more, or -1 for all.")
     return devices
 
 
@@ -50,15 +48,11 @@ def parse_device_indices(devices: Any, accelerator: str, available: int) -> list
         try:
             devices = [int(part) for part in parts]
         except ValueError:
-            raise _bad(
-                devices, accelerator, "expected comma-separated indices", "Pass for example '0,1'."
-            ) from None
+            raise _bad(devices, accelerator, "expected comma-separated indices", "Pass for example '0,1'.") from None
     if isinstance(devices, (list, tuple)):
         indices = list(devices)
         if not indices or not all(isinstance(i, int) and not isinstance(i, bool) for i in indices):
-            raise _bad(
-                devices, accelerator, "expected a non-empty list of int indices", "Pass for example [0, 1]."
-            )
+            raise _bad(devices, accelerator, "expected a non-empty list of int indices", "Pass for example [0, 1].")
         if len(set(indices)) != len(indices):
             raise _bad(devices, accelerator, "an index appears twice", "List each device once.")
         missing = [i for i in indices if i < 0 or i >= available]

@@ -3,34 +3,49 @@
 from __future__ import annotations
 
 import csv
+import json
+import math
 import os
 import re
+import weakref
 from argparse import Namespace
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import torch
+
+from fabric_core import _logging
 from fabric_core.loggers.logger import Logger
 from fabric_core.utilities.apply_func import convert_tensors_to_scalars
 from fabric_core.utilities.rank_zero import rank_zero_only
 
 _VERSION = re.compile(r"^version_(\d+)$")
+_PLAIN_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_YAML_WORDS = {"y", "n", "yes", "no", "true", "false", "on", "off", "null"}
+_log = _logging.get_logger(__name__)
 
 
 class CSVLogger(Logger):
     """Log metrics to ``root_dir/name/version_N/metrics.csv`` on global rank 0.
 
-    Rows are buffered and written every ``flush_logs_every_n_steps`` calls and at the end of
-    the run. When a metric appears that earlier rows lacked, the file is rewritten with the
-    wider header, so no column is ever lost. Without an explicit ``step``, the step counts
-    the calls to :meth:`log_metrics` for the whole run (Lightning's CSV logger restarts it
-    after every flush; we do not).
+    Each :meth:`log_metrics` call is one row: a ``step`` column, then one column per metric
+    (in the order they first appeared). Rows are buffered and written every
+    ``flush_logs_every_n_steps`` calls, by :meth:`save`, and at the end of the run (Fabric's
+    teardown; or, as a safety net, when the logger is garbage-collected or the interpreter
+    exits). When a metric appears that the file's rows lack, the file is rewritten with the
+    wider header, so no column is ever lost.
+
+    Without an explicit ``step``, the step is the number of earlier :meth:`log_metrics` calls
+    of this logger (Lightning's CSV logger restarts it after every flush; this one does not).
+    Writing into an existing ``metrics.csv`` (a fixed ``version``) continues that file.
 
     :param root_dir: the folder for all experiments.
     :param name: the experiment's folder under ``root_dir`` (``""`` or ``None`` for none).
-    :param version: an int (``version_N``) or a folder name; the next free number when omitted.
+    :param version: an int (folder ``version_N``) or a folder name; when omitted, the next
+        free number after the existing ``version_N`` folders.
     :param prefix: prepended to every metric name, joined with ``-``.
-    :param flush_logs_every_n_steps: how many ``log_metrics`` calls to buffer.
+    :param flush_logs_every_n_steps: how many :meth:`log_metrics` calls to buffer.
     """
 
     LOGGER_JOIN_CHAR = "-"
@@ -45,18 +60,19 @@ class CSVLogger(Logger):
         prefix: str = "",
         flush_logs_every_n_steps: int = 100,
     ) -> None:
-        if not isinstance(flush_logs_every_n_steps, int) or flush_logs_every_n_steps < 1:
-            raise ValueError(
-                f"CSVLogger(flush_logs_every_n_steps={flush_logs_every_n_steps!r}): expected an int of 1 or more."
-            )
+        flush_every = flush_logs_every_n_steps
+        if isinstance(flush_every, bool) or not isinstance(flush_every, int) or flush_every < 1:
+            raise ValueError(f"CSVLogger(flush_logs_every_n_steps={flush_every!r}): expected an int of 1 or more.")
+        if version is not None and (isinstance(version, bool) or not isinstance(version, (int, str))):
+            raise TypeError(f"CSVLogger(version={version!r}): expected an int, a folder name or None.")
         self._root_dir = os.fspath(root_dir)
         self._name = name or ""
         self._version = version
         self._prefix = prefix
-        self._flush_every = flush_logs_every_n_steps
-        self._rows: list[dict[str, Any]] = []
-        self._columns: list[str] = []
-        self._calls = 0
+        self._flush_every = flush_every
+        self._hparams: dict[str, Any] = {}
+        self._steps_logged = 0
+        self._file: _MetricsFile | None = None
 
     @property
     def name(self) -> str:
@@ -64,6 +80,7 @@ class CSVLogger(Logger):
 
     @property
     def version(self) -> int | str:
+        """The version given, or the next free ``version_N`` number (decided on first use)."""
         if self._version is None:
             self._version = self._next_version()
         return self._version
@@ -74,8 +91,10 @@ class CSVLogger(Logger):
 
     @property
     def log_dir(self) -> str:
-        version = self.version if isinstance(self.version, str) else f"version_{self.version}"
-        return os.path.join(self._root_dir, self._name, version)
+        """``root_dir/name/version_N`` (``root_dir/version_N`` without a name)."""
+        version = self.version
+        folder = version if isinstance(version, str) else f"version_{version}"
+        return os.path.join(self._root_dir, self._name, folder)
 
     @property
     def metrics_file_path(self) -> str:
@@ -90,64 +109,153 @@ class CSVLogger(Logger):
         folder = Path(self._root_dir, self._name)
         if not folder.is_dir():
             return 0
-        found = [int(m.group(1)) for child in folder.iterdir() if child.is_dir() and (m := _VERSION.match(child.name))]
+        found = [
+            int(match.group(1))
+            for child in folder.iterdir()
+            if child.is_dir() and (match := _VERSION.match(child.name))
+        ]
         return max(found) + 1 if found else 0
 
     @rank_zero_only
     def log_hyperparams(self, params: dict[str, Any] | Namespace | None = None, *args: Any, **kwargs: Any) -> None:
-        """Write ``params`` to ``hparams.yaml`` next to the metrics (simple ``key: value`` lines)."""
+        """Add ``params`` to ``hparams.yaml`` next to the metrics (rewritten on every call).
+
+        Values are written as YAML flow scalars/collections (JSON syntax, which YAML reads);
+        tensors become numbers or lists, anything else unknown its ``str``.
+        """
         if params is None:
             return
         values = vars(params) if isinstance(params, Namespace) else dict(params)
+        self._hparams.update(values)
         os.makedirs(self.log_dir, exist_ok=True)
+        lines = [f"{_yaml_key(str(key))}: {_yaml_value(value)}\n" for key, value in self._hparams.items()]
         with open(os.path.join(self.log_dir, self.HPARAMS_FILE), "w", encoding="utf-8") as file:
-            for key, value in values.items():
-                file.write(f"{key}: {value!r}\n")
+            file.writelines(lines)
 
     @rank_zero_only
     def log_metrics(self, metrics: Mapping[str, Any], step: int | None = None) -> None:
-        values = convert_tensors_to_scalars(dict(metrics))
+        """Buffer one row; a one-element tensor becomes a number (a larger one raises ``ValueError``).
+
+        A metric named ``step`` is overwritten by the step column (as in Lightning); use
+        ``prefix`` or another name to keep it.
+        """
+        values: dict[str, Any] = convert_tensors_to_scalars(dict(metrics))
         if self._prefix:
             values = {f"{self._prefix}{self.LOGGER_JOIN_CHAR}{key}": value for key, value in values.items()}
-        row = {"step": self._calls if step is None else step, **values}
-        self._calls += 1
-        self._rows.append(row)
-        if len(self._rows) >= self._flush_every:
-            self.save()
+        values.pop("step", None)
+        row = {"step": self._steps_logged if step is None else step, **values}
+        self._steps_logged += 1
+        metrics_file = self._metrics_file()
+        metrics_file.rows.append(row)
+        if len(metrics_file.rows) >= self._flush_every:
+            metrics_file.flush()
+
+    def _metrics_file(self) -> _MetricsFile:
+        if self._file is None:
+            # Absolute, so that rows flushed later (at exit, after a chdir) land in the same file.
+            self._file = _MetricsFile(os.path.abspath(self.metrics_file_path))
+            # Buffered rows survive a Fabric that is never torn down: they are written when this
+            # logger is garbage-collected, or at interpreter exit.
+            weakref.finalize(self, _flush_at_exit, self._file)
+        return self._file
 
     @rank_zero_only
     def save(self) -> None:
-        """Append the buffered rows to ``metrics.csv`` (rewriting it if new columns appeared)."""
-        if not self._rows:
-            return
-        path = self.metrics_file_path
-        os.makedirs(self.log_dir, exist_ok=True)
-        new_columns = [key for row in self._rows for key in row if key not in self._columns]
-        new_columns = list(dict.fromkeys(new_columns))
-        if not self._columns and os.path.exists(path):
-            # Appending to a version written by an earlier run: continue its columns.
-            with open(path, newline="", encoding="utf-8") as file:
-                self._columns = next(csv.reader(file), [])
-            new_columns = [key for key in new_columns if key not in self._columns]
-        if new_columns and os.path.exists(path) and self._columns:
-            with open(path, newline="", encoding="utf-8") as file:
-                previous = list(csv.DictReader(file))
-            self._columns += new_columns
-            rows, mode = previous + self._rows, "w"
-        elif not os.path.exists(path):
-            self._columns += new_columns
-            rows, mode = self._rows, "w"
-        else:
-            rows, mode = self._rows, "a"
-        with open(path, mode, newline="", encoding="utf-8") as file:
-            writer = csv.DictWriter(file, fieldnames=self._columns)
-            if mode == "w":
-                writer.writeheader()
-            writer.writerows(rows)
-        self._rows = []
+        """Write the buffered rows to ``metrics.csv``."""
+        if self._file is not None:
+            self._file.flush()
 
-    def finalize(self, status: str) -> None:
-        self.save()
+    def __getstate__(self) -> dict[str, Any]:
+        # A copy sent to another process (``ddp_spawn``) starts with an empty buffer: rows
+        # buffered here are written by this process, not a second time by the copy.
+        state = self.__dict__.copy()
+        state["_file"] = None
+        return state
 
     def __repr__(self) -> str:
         return f"CSVLogger(root_dir={self._root_dir!r}, name={self._name!r}, version={self._version!r})"
+
+
+class _MetricsFile:
+    """The header and the buffered rows of one ``metrics.csv``.
+
+    Kept apart from the logger (and holding no reference to it) so that a finalizer can
+    write the rows after the logger itself is gone.
+    """
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.columns: list[str] = []  # the header of the file, as written
+        self.rows: list[dict[str, Any]] = []
+
+    def flush(self) -> None:
+        """Append the buffered rows; rewrite the file when they bring columns its header lacks."""
+        if not self.rows:
+            return
+        os.makedirs(os.path.dirname(self.path), exist_ok=True)
+        exists = os.path.isfile(self.path)
+        # The first flush into an existing file (an earlier run with this version) continues it.
+        columns = self.columns or (_read_header(self.path) if exists else [])
+        seen = dict.fromkeys(key for row in self.rows for key in row)
+        new_columns = [key for key in seen if key not in columns]
+        if exists and not new_columns:
+            with open(self.path, "a", newline="", encoding="utf-8") as file:
+                csv.DictWriter(file, fieldnames=columns).writerows(self.rows)
+        else:
+            columns = columns + new_columns
+            earlier = _read_rows(self.path) if exists else []
+            # Write a new file beside the old one and swap it in: a crash mid-write loses nothing.
+            partial = f"{self.path}.partial"
+            with open(partial, "w", newline="", encoding="utf-8") as file:
+                writer = csv.DictWriter(file, fieldnames=columns)
+                writer.writeheader()
+                writer.writerows(earlier + self.rows)
+            os.replace(partial, self.path)
+        self.columns = columns
+        self.rows = []
+
+
+def _read_header(path: str) -> list[str]:
+    with open(path, newline="", encoding="utf-8") as file:
+        return next(csv.reader(file), [])
+
+
+def _read_rows(path: str) -> list[dict[str, Any]]:
+    with open(path, newline="", encoding="utf-8") as file:
+        return list(csv.DictReader(file))
+
+
+def _flush_at_exit(metrics_file: _MetricsFile) -> None:
+    try:
+        metrics_file.flush()
+    except Exception as err:  # a finalizer must not raise; say what was lost instead
+        _log.warning("CSVLogger could not write buffered metrics", path=metrics_file.path, error=repr(err))
+
+
+def _yaml_key(key: str) -> str:
+    """``key`` bare when YAML reads it back as that same string, quoted otherwise."""
+    if _PLAIN_KEY.match(key) and key.lower() not in _YAML_WORDS:
+        return key
+    return json.dumps(key)
+
+
+def _yaml_value(value: Any) -> str:
+    """``value`` as a YAML flow value (JSON, plus YAML's spelling of NaN and infinities)."""
+    if isinstance(value, torch.Tensor):
+        value = value.item() if value.numel() == 1 else value.tolist()
+    if isinstance(value, float) and not math.isfinite(value):
+        return ".nan" if math.isnan(value) else (".inf" if value > 0 else "-.inf")
+    try:
+        return json.dumps(value, allow_nan=False, default=_yaml_fallback)
+    except (TypeError, ValueError):  # NaN or infinity inside a collection, keys JSON cannot take
+        return json.dumps(str(value))
+
+
+def _yaml_fallback(value: Any) -> Any:
+    if isinstance(value, torch.Tensor):
+        return value.tolist()
+    if isinstance(value, Namespace):
+        return vars(value)
+    if isinstance(value, (set, frozenset)):
+        return sorted(value, key=repr)
+    return str(value)

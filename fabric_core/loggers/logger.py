@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from abc import ABC, abstractmethod
 from argparse import Namespace
 from collections.abc import Mapping
@@ -15,8 +16,9 @@ class Logger(ABC):
 
     Fabric registers each logger as a plugin; :meth:`fabric_log` forwards
     ``fabric.log``/``fabric.log_dict`` to :meth:`log_metrics`, and ``fabric_on_teardown``
-    to :meth:`finalize`. Implementations decide themselves on which ranks they write
-    (usually global rank 0 only).
+    to :meth:`finalize` (``"failed"`` when ``fabric.launch(fn)`` ends with an exception).
+    Implementations decide themselves on which ranks they write (usually global rank 0
+    only, with :func:`~fabric_core.utilities.rank_zero.rank_zero_only`).
     """
 
     @property
@@ -68,4 +70,6 @@ class Logger(ABC):
 
     @hookimpl
     def fabric_on_teardown(self) -> None:
-        self.finalize("success")
+        # Teardown runs in the ``finally`` of ``fabric.launch(fn)``: an exception in flight
+        # means the run failed.
+        self.finalize("failed" if sys.exc_info()[0] is not None else "success")

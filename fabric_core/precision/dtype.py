@@ -20,9 +20,7 @@ class _DtypePrecision(Precision):
 
     def __init__(self, precision: str) -> None:
         if precision not in _DTYPES:
-            raise ValueError(
-                f"{type(self).__name__}(precision={precision!r}): expected one of {sorted(_DTYPES)}."
-            )
+            raise ValueError(f"{type(self).__name__}(precision={precision!r}): expected one of {sorted(_DTYPES)}.")
         self.precision = precision
         self.dtype = _DTYPES[precision]
 

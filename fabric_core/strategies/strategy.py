@@ -104,6 +104,14 @@ class Strategy(ABC):
     def validate(self) -> None:
         """Raise when the connected components cannot work together."""
 
+    def configure_launcher(self) -> None:
+        """Set :attr:`launcher` once the environment is known (multi-process strategies)."""
+
+    @property
+    def distributed_sampler_kwargs(self) -> dict[str, int] | None:
+        """``num_replicas`` and ``rank`` for splitting data, or ``None`` when every process sees it all."""
+        return None
+
     # -- where this process stands ------------------------------------------------------
 
     @property
@@ -259,9 +267,7 @@ class Strategy(ABC):
             converted[key] = value
         return converted
 
-    def save_checkpoint(
-        self, path: str | Path, state: dict[str, Any], filter: dict[str, Any] | None = None
-    ) -> None:
+    def save_checkpoint(self, path: str | Path, state: dict[str, Any], filter: dict[str, Any] | None = None) -> None:
         """Write ``state`` to one file; only global rank 0 writes."""
         checkpoint = self.convert_state(state, filter)
         if self.is_global_zero:
@@ -330,9 +336,7 @@ class Strategy(ABC):
         return self.optimizer_step(optimizer, **kwargs)
 
     @hookimpl
-    def fabric_save_checkpoint(
-        self, path: Path, state: dict[str, Any], filter: dict[str, Any] | None
-    ) -> bool:
+    def fabric_save_checkpoint(self, path: Path, state: dict[str, Any], filter: dict[str, Any] | None) -> bool:
         self.save_checkpoint(path, state, filter=filter)
         return True
 

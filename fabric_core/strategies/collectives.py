@@ -1,0 +1,116 @@
+"""Collectives over the default process group, with errors that name the operation.
+
+Thin wrappers over ``torch.distributed``: what they add is the reduction names Fabric
+accepts (``"mean"``, ``"sum"``, ...), gathering tensors whose first dimension differs per
+rank, and a failure message that says which operation on which rank failed or timed out.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import timedelta
+from typing import Any, TypeVar
+
+import torch
+import torch.distributed as dist
+from torch import Tensor
+
+T = TypeVar("T")
+
+_REDUCE_OPS = {
+    "sum": dist.ReduceOp.SUM,
+    "max": dist.ReduceOp.MAX,
+    "min": dist.ReduceOp.MIN,
+    "product": dist.ReduceOp.PRODUCT,
+    "prod": dist.ReduceOp.PRODUCT,
+}
+
+
+class CollectiveError(RuntimeError):
+    """A collective failed or timed out; the message names it and this rank."""
+
+
+def _guarded(operation: str, call: Callable[[], T]) -> T:
+    try:
+        return call()
+    except (RuntimeError, dist.DistError) as err:
+        rank = dist.get_rank() if dist.is_initialized() else "?"
+        text = str(err).splitlines()[0] if str(err) else type(err).__name__
+        hint = (
+            "another rank did not reach it in time: every rank must call the same collectives in the same order"
+            if "timeout" in text.lower() or "timed out" in text.lower()
+            else "another rank probably failed or exited; look for the first error above"
+        )
+        raise CollectiveError(f"{operation} failed on rank {rank}: {hint} ({text}).") from err
+
+
+def barrier(name: str | None = None, timeout: timedelta | None = None) -> None:
+    if not dist.is_initialized():
+        return
+    label = f"fabric.barrier({name!r})" if name else "fabric.barrier()"
+    if dist.get_backend() == "gloo":
+        # monitored_barrier names the ranks that did not arrive, where a plain barrier just hangs.
+        _guarded(label, lambda: dist.monitored_barrier(timeout=timeout))
+    else:
+        _guarded(label, lambda: dist.barrier())
+
+
+def broadcast_object(obj: Any, src: int = 0) -> Any:
+    if not dist.is_initialized():
+        return obj
+    holder = [obj]
+    _guarded(f"fabric.broadcast(src={src})", lambda: dist.broadcast_object_list(holder, src=src))
+    return holder[0]
+
+
+def all_reduce(tensor: Tensor, group: Any = None, reduce_op: Any = "mean") -> Tensor:
+    if not dist.is_initialized():
+        return tensor
+    mean = isinstance(reduce_op, str) and reduce_op.lower() in ("mean", "avg")
+    if isinstance(reduce_op, str) and not mean:
+        if reduce_op.lower() not in _REDUCE_OPS:
+            raise ValueError(
+                f"all_reduce(reduce_op={reduce_op!r}): expected 'mean', 'sum', 'max', 'min', 'product' or a "
+                "torch.distributed.ReduceOp."
+            )
+        op = _REDUCE_OPS[reduce_op.lower()]
+    else:
+        op = dist.ReduceOp.SUM if mean else reduce_op
+    result = tensor.clone()
+    if mean and not (result.is_floating_point() or result.is_complex()):
+        result = result.to(torch.get_default_dtype())
+    _guarded(f"fabric.all_reduce(reduce_op={reduce_op!r})", lambda: dist.all_reduce(result, op=op, group=group))
+    if mean:  # gloo has no AVG: sum, then divide
+        result = result / dist.get_world_size(group)
+    return result
+
+
+def all_gather(tensor: Tensor, group: Any = None, sync_grads: bool = False) -> Tensor | list[Tensor]:
+    """Stack every rank's tensor on a new first dimension.
+
+    When the first dimension differs between ranks, the result is a list with one tensor
+    per rank instead (they cannot be stacked); other dimensions must match.
+    """
+    if not dist.is_initialized():
+        return tensor
+    world_size = dist.get_world_size(group)
+    tensor = tensor.contiguous()
+    local_size = torch.tensor(tensor.shape[:1] or (1,), device=tensor.device)
+    sizes = [torch.zeros_like(local_size) for _ in range(world_size)]
+    _guarded("fabric.all_gather (sizes)", lambda: dist.all_gather(sizes, local_size, group=group))
+    lengths = [int(size.item()) for size in sizes]
+    uneven = tensor.dim() > 0 and len(set(lengths)) > 1
+    if uneven:
+        padded = torch.zeros((max(lengths), *tensor.shape[1:]), dtype=tensor.dtype, device=tensor.device)
+        padded[: tensor.shape[0]] = tensor
+        tensor = padded
+    if sync_grads:
+        from torch.distributed.nn.functional import all_gather as differentiable_all_gather
+
+        gathered = list(_guarded("fabric.all_gather", lambda: differentiable_all_gather(tensor, group=group)))  # type: ignore[no-untyped-call]
+    else:
+        gathered = [torch.empty_like(tensor) for _ in range(world_size)]
+        _guarded("fabric.all_gather", lambda: dist.all_gather(gathered, tensor, group=group))
+    if uneven:
+        return [part[:length] for part, length in zip(gathered, lengths, strict=True)]
+    return torch.stack(gathered)

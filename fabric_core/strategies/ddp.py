@@ -1,0 +1,200 @@
+"""Data-parallel training over processes with ``DistributedDataParallel``.
+
+One class serves every DDP name (``ddp``, ``ddp_spawn``, ``ddp_fork``, ``ddp_notebook``
+and their ``_find_unused_parameters_true`` variants) through its ``start_method`` and
+DDP keyword arguments. The process group uses gloo on CPU and NCCL on CUDA unless told
+otherwise.
+"""
+
+from __future__ import annotations
+
+import os
+from contextlib import AbstractContextManager, nullcontext
+from datetime import timedelta
+from typing import Any
+
+import torch
+import torch.distributed as dist
+from torch import Tensor
+from torch.nn import Module
+from torch.nn.parallel import DistributedDataParallel
+
+from fabric_core import _logging
+from fabric_core.strategies import collectives
+from fabric_core.strategies.launchers._errors import install_rank_excepthook
+from fabric_core.strategies.launchers.multiprocessing import MultiProcessingLauncher
+from fabric_core.strategies.launchers.subprocess_script import SubprocessScriptLauncher
+from fabric_core.strategies.strategy import Strategy
+
+_START_METHODS = ("popen", "spawn", "fork", "forkserver")
+_log = _logging.get_logger(__name__)
+
+
+class DDPStrategy(Strategy):
+    """Each process holds a full model replica; gradients are averaged during backward.
+
+    :param process_group_backend: ``"gloo"``, ``"nccl"``, ...; by default gloo on CPU and
+        NCCL on CUDA.
+    :param timeout: how long collectives wait for the other processes before failing.
+    :param start_method: ``"popen"`` (re-run the script for each rank: ``strategy="ddp"``),
+        ``"spawn"``, ``"fork"`` or ``"forkserver"``.
+    :param kwargs: passed on to :class:`~torch.nn.parallel.DistributedDataParallel`
+        (``find_unused_parameters``, ``static_graph``, ``bucket_cap_mb``, ...).
+    """
+
+    def __init__(
+        self,
+        accelerator: Any = None,
+        parallel_devices: list[torch.device] | None = None,
+        cluster_environment: Any = None,
+        checkpoint_io: Any = None,
+        precision: Any = None,
+        process_group_backend: str | None = None,
+        timeout: timedelta | None = dist.default_pg_timeout,
+        start_method: str = "popen",
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(accelerator=accelerator, checkpoint_io=checkpoint_io, precision=precision)
+        if start_method not in _START_METHODS:
+            raise ValueError(f"DDPStrategy(start_method={start_method!r}): expected one of {list(_START_METHODS)}.")
+        self.cluster_environment = cluster_environment
+        self.parallel_devices = list(parallel_devices or [])
+        self._process_group_backend = process_group_backend
+        self._timeout = timeout
+        self._start_method = start_method
+        self._ddp_kwargs = kwargs
+        self._local_rank: int | None = None
+
+    # -- composition -----------------------------------------------------------------------
+
+    def configure_launcher(self) -> None:
+        assert self.cluster_environment is not None
+        if self._start_method == "popen":
+            self.launcher = SubprocessScriptLauncher(self.cluster_environment, self.num_processes, self.num_nodes)
+        elif not self.cluster_environment.creates_processes_externally:
+            self.launcher = MultiProcessingLauncher(self, start_method=self._start_method)
+        else:
+            self.launcher = None
+
+    @property
+    def start_method(self) -> str:
+        return self._start_method
+
+    @property
+    def num_processes(self) -> int:
+        return len(self.parallel_devices)
+
+    @property
+    def process_group_backend(self) -> str:
+        if self._process_group_backend is not None:
+            return self._process_group_backend
+        return "nccl" if self.root_device.type == "cuda" else "gloo"
+
+    @property
+    def timeout(self) -> timedelta | None:
+        return self._timeout
+
+    # -- where this process stands ------------------------------------------------------------
+
+    def set_local_rank(self, rank: int) -> None:
+        self._local_rank = rank
+
+    @property
+    def local_rank(self) -> int:
+        if self._local_rank is not None:
+            return self._local_rank
+        return self.cluster_environment.local_rank() if self.cluster_environment is not None else 0
+
+    @property
+    def node_rank(self) -> int:
+        return self.cluster_environment.node_rank() if self.cluster_environment is not None else 0
+
+    @property
+    def global_rank(self) -> int:
+        return self.cluster_environment.global_rank() if self.cluster_environment is not None else 0
+
+    @property
+    def world_size(self) -> int:
+        return self.cluster_environment.world_size() if self.cluster_environment is not None else 1
+
+    @property
+    def root_device(self) -> torch.device:
+        if not self.parallel_devices:
+            return torch.device("cpu")
+        return self.parallel_devices[min(self.local_rank, len(self.parallel_devices) - 1)]
+
+    @property
+    def distributed_sampler_kwargs(self) -> dict[str, int]:
+        return {"num_replicas": self.world_size, "rank": self.global_rank}
+
+    def setup_environment(self) -> None:
+        assert self.cluster_environment is not None
+        environment = self.cluster_environment
+        # Environments whose scheduler fixes the ranks (torchrun, SLURM) ignore these.
+        environment.set_world_size(self.num_nodes * self.num_processes)
+        environment.set_global_rank(self.node_rank * self.num_processes + self.local_rank)
+        install_rank_excepthook(self.global_rank)
+        super().setup_environment()
+        self._init_process_group()
+
+    def _init_process_group(self) -> None:
+        if not dist.is_available():
+            raise RuntimeError("torch.distributed is not available in this PyTorch build; DDP needs it.")
+        if dist.is_initialized():
+            return
+        assert self.cluster_environment is not None
+        os.environ["MASTER_ADDR"] = self.cluster_environment.main_address
+        os.environ["MASTER_PORT"] = str(self.cluster_environment.main_port)
+        _log.info(
+            "initializing process group",
+            backend=self.process_group_backend,
+            rank=self.global_rank,
+            world_size=self.world_size,
+        )
+        dist.init_process_group(
+            self.process_group_backend, rank=self.global_rank, world_size=self.world_size, timeout=self._timeout
+        )
+
+    # -- models --------------------------------------------------------------------------------
+
+    def setup_module(self, module: Module) -> Module:
+        device_ids = [self.root_device.index] if self.root_device.type == "cuda" else None
+        return DistributedDataParallel(module, device_ids=device_ids, **self._ddp_kwargs)
+
+    @property
+    def backward_sync_control(self) -> Any:  # type: ignore[override]
+        def control(module: Module, enabled: bool) -> AbstractContextManager:
+            if not isinstance(module, DistributedDataParallel):
+                raise TypeError(
+                    f"no_backward_sync() expected the DistributedDataParallel model set up by this strategy, got "
+                    f"{type(module).__name__}."
+                )
+            return module.no_sync() if enabled else nullcontext()
+
+        return control
+
+    # -- collectives ----------------------------------------------------------------------------
+
+    def barrier(self, name: str | None = None) -> None:
+        collectives.barrier(name, timeout=self._timeout)
+
+    def broadcast(self, obj: Any, src: int = 0) -> Any:
+        return collectives.broadcast_object(obj, src)
+
+    def all_gather(self, tensor: Tensor, group: Any = None, sync_grads: bool = False) -> Any:
+        return collectives.all_gather(tensor, group=group, sync_grads=sync_grads)
+
+    def all_reduce(self, tensor: Tensor, group: Any = None, reduce_op: Any = "mean") -> Tensor:
+        return collectives.all_reduce(tensor, group=group, reduce_op=reduce_op)
+
+    def reduce_boolean_decision(self, decision: bool, all: bool = True) -> bool:
+        count = self.all_reduce(torch.tensor(int(decision), device=self.root_device), reduce_op="sum")
+        return bool(count == self.world_size) if all else bool(count > 0)
+
+    def teardown(self) -> None:
+        super().teardown()
+        if dist.is_available() and dist.is_initialized():
+            dist.destroy_process_group()
+
+    def __repr__(self) -> str:
+        return f"DDPStrategy(start_method={self._start_method!r}, devices={self.num_processes}, nodes={self.num_nodes})"

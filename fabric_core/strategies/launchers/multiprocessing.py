@@ -1,0 +1,124 @@
+"""``ddp_spawn``, ``ddp_fork``, ``ddp_notebook``: local ranks as child processes of this one.
+
+The function passed to ``fabric.launch(fn)`` runs in every child; rank 0's return value
+comes back to the caller. ``spawn`` pickles the Fabric object and the arguments and
+imports the main module afresh (so the script needs an ``if __name__ == "__main__"``
+guard); ``fork`` copies the process and works in notebooks, but only where the platform
+can fork and CUDA is not yet initialised.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import sys
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import torch
+from torch.multiprocessing.spawn import ProcessExitedException, ProcessRaisedException, start_processes
+
+from fabric_core.strategies.launchers.launcher import Launcher
+
+if TYPE_CHECKING:
+    from fabric_core.strategies.strategy import Strategy
+
+
+def _is_interactive() -> bool:
+    import __main__
+
+    return not hasattr(__main__, "__file__") or hasattr(sys, "ps1")
+
+
+def _main_has_guard() -> bool:
+    import __main__
+
+    main_file = getattr(__main__, "__file__", None)
+    if main_file is None or not os.path.isfile(main_file):
+        return True
+    with open(main_file, encoding="utf-8", errors="replace") as file:
+        source = file.read()
+    return "__name__" in source and "__main__" in source
+
+
+class MultiProcessingLauncher(Launcher):
+    """Starts ``num_processes`` children with ``torch.multiprocessing`` and runs the function in each.
+
+    :param strategy: its ``local_rank`` is set in each child before the function runs.
+    :param start_method: ``"spawn"``, ``"fork"`` or ``"forkserver"``.
+    """
+
+    def __init__(self, strategy: Strategy, start_method: str = "spawn") -> None:
+        self._strategy = strategy
+        self._start_method = start_method
+        if start_method not in multiprocessing.get_all_start_methods():
+            raise ValueError(
+                f"The start method {start_method!r} is not available on this platform "
+                f"(available: {', '.join(multiprocessing.get_all_start_methods())}). Use strategy='ddp_spawn'."
+            )
+
+    @property
+    def is_interactive_compatible(self) -> bool:
+        return self._start_method == "fork"
+
+    def launch(self, function: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        if self._start_method == "spawn" and _is_interactive():
+            raise RuntimeError(
+                "strategy='ddp_spawn' cannot start processes from an interactive session or notebook: the children "
+                "must import your code from a file. Use strategy='ddp_notebook' here, or run a script."
+            )
+        if self._start_method == "spawn" and not _main_has_guard():
+            raise RuntimeError(
+                "strategy='ddp_spawn' imports your script again in every child process, and your script has no "
+                '`if __name__ == "__main__":` guard, so each child would start the run again. Put the code that '
+                "calls fabric.launch() under that guard, or use strategy='ddp' (which needs no guard)."
+            )
+        if self._start_method in ("fork", "forkserver") and torch.cuda.is_initialized():  # type: ignore[no-untyped-call]
+            raise RuntimeError(
+                f"strategy with start method {self._start_method!r} cannot be used after CUDA was initialised in "
+                "this process (forked children cannot use it). Move CUDA calls after fabric.launch(), or use "
+                "strategy='ddp_spawn'."
+            )
+        environment = self._strategy.cluster_environment
+        assert environment is not None
+        os.environ["MASTER_ADDR"] = environment.main_address
+        os.environ["MASTER_PORT"] = str(environment.main_port)
+        context = torch.multiprocessing.get_context(self._start_method)
+        results = context.SimpleQueue()
+        num_processes = len(self._strategy.parallel_devices)
+        try:
+            start_processes(  # type: ignore[no-untyped-call]
+                _run_rank,
+                args=(self._strategy, function, args, kwargs, results),
+                nprocs=num_processes,
+                start_method=self._start_method,
+                join=True,
+            )
+        except ProcessRaisedException as err:
+            raise RuntimeError(f"A process of the run failed; its traceback follows.\n{err}") from None
+        except ProcessExitedException as err:
+            raise RuntimeError(
+                f"Process {err.error_index} of the run exited with code {err.exit_code} without a Python error "
+                "(killed, or out of memory?). The other processes were stopped."
+            ) from None
+        return results.get() if not results.empty() else None
+
+
+def _run_rank(
+    process_index: int,
+    strategy: Strategy,
+    function: Callable[..., Any],
+    args: tuple,
+    kwargs: dict,
+    results: Any,
+) -> None:
+    strategy.set_local_rank(process_index)  # type: ignore[attr-defined]
+    result = function(*args, **kwargs)
+    if process_index == 0:
+        results.put(_to_cpu(result))
+
+
+def _to_cpu(value: Any) -> Any:
+    from fabric_core.utilities.apply_func import move_data_to_device
+
+    return move_data_to_device(value, "cpu")
