@@ -12,7 +12,6 @@ import atexit
 import functools
 import inspect
 import os
-import weakref
 from collections.abc import Callable, Generator, Iterable, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
@@ -99,7 +98,7 @@ class Fabric:
         self._environment_ready = False
         self._models_setup = 0
         self._torn_down = False
-        atexit.register(_teardown_at_exit, weakref.ref(self))
+        atexit.register(_teardown_at_exit, self)
 
     def _build_hooks(self) -> FabricHooks:
         """This Fabric's plugin manager: the strategy, discovered runtime plugins, hook plugins, callbacks, loggers."""
@@ -126,7 +125,7 @@ class Fabric:
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
         self._hooks = self._build_hooks()
-        atexit.register(_teardown_at_exit, weakref.ref(self))
+        atexit.register(_teardown_at_exit, self)
 
     # -- components --------------------------------------------------------------------------
 
@@ -245,8 +244,9 @@ class Fabric:
 
     def _validate_launched(self) -> None:
         if not self._launched and self._strategy.launcher is not None:
+            processes = max(len(self._strategy.parallel_devices), 1) * self._strategy.num_nodes
             raise RuntimeError(
-                f"{type(self._strategy).__name__} runs {self.world_size} processes, but fabric.launch() was not "
+                f"{type(self._strategy).__name__} runs {processes} processes, but fabric.launch() was not "
                 "called. Call fabric.launch() before setting up models, or start the script with `fabric run`."
             )
         self._setup_environment()
@@ -647,10 +647,10 @@ def _seeded_worker_init(rank: int) -> Callable[[int], None]:
     return functools.partial(worker_init_function, rank=rank)
 
 
-def _teardown_at_exit(reference: weakref.ref[Fabric]) -> None:
-    fabric = reference()
-    if fabric is not None:
-        try:
-            fabric._teardown()
-        except Exception as err:  # at exit, a failing teardown must not hide the real outcome
-            _log.warning("teardown at exit failed", error=repr(err))
+def _teardown_at_exit(fabric: Fabric) -> None:
+    # A strong reference on purpose: a Fabric made inside a function must still flush its
+    # loggers and release its processes when the interpreter exits.
+    try:
+        fabric._teardown()
+    except Exception as err:  # at exit, a failing teardown must not hide the real outcome
+        _log.warning("teardown at exit failed", error=repr(err))

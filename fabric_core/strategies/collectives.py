@@ -105,12 +105,27 @@ def all_gather(tensor: Tensor, group: Any = None, sync_grads: bool = False) -> T
         padded[: tensor.shape[0]] = tensor
         tensor = padded
     if sync_grads:
-        from torch.distributed.nn.functional import all_gather as differentiable_all_gather
-
-        gathered = list(_guarded("fabric.all_gather", lambda: differentiable_all_gather(tensor, group=group)))  # type: ignore[no-untyped-call]
+        gathered = list(_guarded("fabric.all_gather", lambda: _AllGatherWithGradients.apply(tensor, group)))  # type: ignore[no-untyped-call]
     else:
         gathered = [torch.empty_like(tensor) for _ in range(world_size)]
         _guarded("fabric.all_gather", lambda: dist.all_gather(gathered, tensor, group=group))
     if uneven:
         return [part[:length] for part, length in zip(gathered, lengths, strict=True)]
     return torch.stack(gathered)
+
+
+class _AllGatherWithGradients(torch.autograd.Function):
+    """All-gather whose backward sends each rank the summed gradient of its own slice."""
+
+    @staticmethod
+    def forward(ctx: Any, tensor: Tensor, group: Any) -> Tensor:  # type: ignore[override]
+        ctx.group = group
+        gathered = [torch.empty_like(tensor) for _ in range(dist.get_world_size(group))]
+        dist.all_gather(gathered, tensor, group=group)
+        return torch.stack(gathered)
+
+    @staticmethod
+    def backward(ctx: Any, grad_output: Tensor) -> tuple[Tensor, None]:  # type: ignore[override]
+        grad = grad_output.contiguous().clone()
+        dist.all_reduce(grad, op=dist.ReduceOp.SUM, group=ctx.group)
+        return grad[dist.get_rank(ctx.group)], None

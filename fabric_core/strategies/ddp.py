@@ -8,7 +8,9 @@ otherwise.
 
 from __future__ import annotations
 
+import gc
 import os
+import weakref
 from contextlib import AbstractContextManager, nullcontext
 from datetime import timedelta
 from typing import Any
@@ -38,6 +40,8 @@ class DDPStrategy(Strategy):
     :param timeout: how long collectives wait for the other processes before failing.
     :param start_method: ``"popen"`` (re-run the script for each rank: ``strategy="ddp"``),
         ``"spawn"``, ``"fork"`` or ``"forkserver"``.
+    :param checkpoint_sync_timeout: how long ``fabric.save`` waits for every rank to arrive
+        before rank 0 writes; a save called on some ranks only fails after it, naming them.
     :param kwargs: passed on to :class:`~torch.nn.parallel.DistributedDataParallel`
         (``find_unused_parameters``, ``static_graph``, ``bucket_cap_mb``, ...).
     """
@@ -52,6 +56,7 @@ class DDPStrategy(Strategy):
         process_group_backend: str | None = None,
         timeout: timedelta | None = dist.default_pg_timeout,
         start_method: str = "popen",
+        checkpoint_sync_timeout: timedelta = timedelta(seconds=120),
         **kwargs: Any,
     ) -> None:
         super().__init__(accelerator=accelerator, checkpoint_io=checkpoint_io, precision=precision)
@@ -63,7 +68,19 @@ class DDPStrategy(Strategy):
         self._timeout = timeout
         self._start_method = start_method
         self._ddp_kwargs = kwargs
+        self._checkpoint_sync_timeout = checkpoint_sync_timeout
         self._local_rank: int | None = None
+        self._ddp_modules: weakref.WeakSet[DistributedDataParallel] = weakref.WeakSet()
+
+    def __getstate__(self) -> dict[str, Any]:
+        # Spawned processes get a copy before any model is set up; weak sets do not pickle.
+        state = dict(self.__dict__)
+        state["_ddp_modules"] = None
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._ddp_modules = weakref.WeakSet()
 
     # -- composition -----------------------------------------------------------------------
 
@@ -159,7 +176,9 @@ class DDPStrategy(Strategy):
 
     def setup_module(self, module: Module) -> Module:
         device_ids = [self.root_device.index] if self.root_device.type == "cuda" else None
-        return DistributedDataParallel(module, device_ids=device_ids, **self._ddp_kwargs)
+        wrapped = DistributedDataParallel(module, device_ids=device_ids, **self._ddp_kwargs)
+        self._ddp_modules.add(wrapped)
+        return wrapped
 
     @property
     def backward_sync_control(self) -> Any:  # type: ignore[override]
@@ -191,8 +210,36 @@ class DDPStrategy(Strategy):
         count = self.all_reduce(torch.tensor(int(decision), device=self.root_device), reduce_op="sum")
         return bool(count == self.world_size) if all else bool(count > 0)
 
+    # -- checkpoints ------------------------------------------------------------------------------
+
+    def save_checkpoint(self, path: Any, state: dict[str, Any], filter: dict[str, Any] | None = None) -> None:
+        # Every rank must reach fabric.save: check that first (quickly), so a save called on
+        # one rank only fails with a message instead of waiting out the collective timeout.
+        timeout = self._checkpoint_sync_timeout
+        if self._timeout is not None:
+            timeout = min(timeout, self._timeout)
+        try:
+            collectives.barrier("fabric.save", timeout=timeout)
+        except collectives.CollectiveError as err:
+            raise collectives.CollectiveError(
+                f"fabric.save({str(path)!r}) was called on rank {self.global_rank}, but not every rank called it "
+                f"within {timeout.total_seconds():.0f}s. Call fabric.save() on every rank: only rank 0 writes the "
+                "file, the others take part so that the run stays in step."
+            ) from err
+        super().save_checkpoint(path, state, filter=filter)
+
     def teardown(self) -> None:
         super().teardown()
+        # Free each DDP wrapper's C++ reducer while the process group still exists: left to
+        # interpreter shutdown, gloo's threads are destroyed in the wrong order and the
+        # process aborts ("terminate called without an active exception") about one run in
+        # eight with torch 2.13. The wrappers cannot sync gradients after teardown anyway.
+        for module in list(self._ddp_modules):
+            for attribute in ("logger", "reducer"):
+                if hasattr(module, attribute):
+                    delattr(module, attribute)
+        self._ddp_modules.clear()
+        gc.collect()
         if dist.is_available() and dist.is_initialized():
             dist.destroy_process_group()
 
