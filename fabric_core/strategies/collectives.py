@@ -38,7 +38,7 @@ def _guarded(operation: str, call: Callable[[], T]) -> T:
         text = str(err).splitlines()[0] if str(err) else type(err).__name__
         hint = (
             "another rank did not reach it in time: every rank must call the same collectives in the same order"
-            if "timeout" in text.lower() or "timed out" in text.lower()
+            if any(word in text.lower() for word in ("timeout", "timed out", "failed to pass monitoredbarrier"))
             else "another rank probably failed or exited; look for the first error above"
         )
         raise CollectiveError(f"{operation} failed on rank {rank}: {hint} ({text}).") from err
