@@ -97,6 +97,30 @@ def fabric_register_environments(registry: Registry) -> None:
         description="processes started by torchrun / fabric run",
         priority=90,
     )
+    # Detection order as Lightning's: SLURM > torchrun > LSF > MPI > local; Kubeflow only when passed.
+    registry.add(
+        "slurm",
+        "fabric_core.environments.slurm:SLURMEnvironment",
+        description="tasks started by SLURM's srun (not in interactive allocations)",
+        priority=100,
+    )
+    registry.add(
+        "lsf",
+        "fabric_core.environments.lsf:LSFEnvironment",
+        description="tasks started by LSF's jsrun",
+        priority=80,
+    )
+    registry.add(
+        "mpi",
+        "fabric_core.environments.mpi:MPIEnvironment",
+        description="processes started by mpirun (detected through mpi4py)",
+        priority=70,
+    )
+    registry.add(
+        "kubeflow",
+        "fabric_core.environments.kubeflow:KubeflowEnvironment",
+        description="a Kubeflow PyTorchJob; never detected, pass KubeflowEnvironment() in plugins",
+    )
 
 
 @hookimpl

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import difflib
 import inspect
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -39,6 +40,8 @@ class FabricPluginManager(pluggy.PluginManager):
     def __init__(self) -> None:
         super().__init__(hookspecs.PROJECT_NAME)
         self.add_hookspecs(hookspecs)
+        #: called after every register/unregister, so caches built on the registrations stay true
+        self.listeners: list[Callable[[], None]] = []
 
     def parse_hookimpl_opts(self, plugin: object, name: str) -> pluggy.HookimplOpts | None:
         # Check the name before touching the attribute: properties of a strategy may not be
@@ -69,9 +72,18 @@ class FabricPluginManager(pluggy.PluginManager):
 
     def register(self, plugin: object, name: str | None = None) -> str | None:
         try:
-            return super().register(plugin, name)
+            registered = super().register(plugin, name)
         except pluggy.PluginValidationError as err:
             raise PluginValidationError(self._explain(err)) from err
+        for listener in self.listeners:
+            listener()
+        return registered
+
+    def unregister(self, plugin: object | None = None, name: str | None = None) -> Any:
+        removed = super().unregister(plugin, name)
+        for listener in self.listeners:
+            listener()
+        return removed
 
     def _explain(self, err: pluggy.PluginValidationError) -> str:
         message = str(err)
@@ -110,6 +122,9 @@ class FabricHooks:
         self.manager = FabricPluginManager()
         self._hook = self.manager.hook
         self._active: dict[str, bool] = {}
+        self._direct_backward: Callable[..., Any] | None = None
+        self._direct_step: Callable[..., Any] | None = None
+        self.manager.listeners.append(self._refresh)
         self._refresh()
 
     # -- registration ----------------------------------------------------------------
@@ -124,12 +139,10 @@ class FabricHooks:
         except PluginValidationError:
             self.manager.unregister(plugin)
             raise
-        self._refresh()
 
     def unregister(self, plugin: object) -> None:
         if self.manager.is_registered(plugin):
             self.manager.unregister(plugin)
-            self._refresh()
 
     def validate_single_owners(self) -> None:
         """Refuse a second non-wrapper implementation of a single-owner hook."""
@@ -145,6 +158,36 @@ class FabricHooks:
 
     def _refresh(self) -> None:
         self._active = {name: bool(getattr(self._hook, name).get_hookimpls()) for name in self._EVENT_HOOKS}
+        # When the strategy alone answers backward/step (no wrappers), call it directly:
+        # entering pluggy costs about a microsecond per call, on every training step.
+        self._direct_backward = self._sole_owner("fabric_backward", ("tensor", "module", "args", "kwargs"))
+        self._direct_step = self._sole_owner("fabric_optimizer_step", ("optimizer", "kwargs"))
+        self._bind_fast_paths()
+        self._before_backward = self._active["fabric_on_before_backward"]
+        self._after_backward = self._active["fabric_on_after_backward"]
+        self._before_step = self._active["fabric_on_before_optimizer_step"]
+        self._after_step = self._active["fabric_on_after_optimizer_step"]
+
+    def _sole_owner(self, hook_name: str, argnames: tuple[str, ...]) -> Callable[..., Any] | None:
+        impls = getattr(self._hook, hook_name).get_hookimpls()
+        if len(impls) == 1 and not _is_wrapper(impls[0]) and tuple(impls[0].argnames) == argnames:
+            function: Callable[..., Any] = impls[0].function
+            return function
+        return None
+
+    def _bind_fast_paths(self) -> None:
+        from fabric_core.strategies.strategy import Strategy
+
+        backward, step = self._direct_backward, self._direct_step
+        # The base Strategy's implementations only unpack their arguments; skip that frame.
+        if getattr(backward, "__func__", None) is Strategy.fabric_backward:
+            strategy_backward = backward.__self__.backward  # type: ignore[union-attr]
+            self._direct_backward = lambda tensor, module, args, kwargs: strategy_backward(
+                tensor, module, *args, **kwargs
+            )
+        if getattr(step, "__func__", None) is Strategy.fabric_optimizer_step:
+            strategy_step = step.__self__.optimizer_step  # type: ignore[union-attr]
+            self._direct_step = lambda optimizer, kwargs: strategy_step(optimizer, **kwargs)
 
     # -- behaviour hooks ---------------------------------------------------------------
 
@@ -161,17 +204,23 @@ class FabricHooks:
         return result
 
     def backward(self, tensor: Tensor, module: Module | None, args: tuple, kwargs: dict) -> None:
-        if self._active["fabric_on_before_backward"]:
+        if self._before_backward:
             self._hook.fabric_on_before_backward(fabric=self.fabric, loss=tensor)
-        self._hook.fabric_backward(fabric=self.fabric, tensor=tensor, module=module, args=args, kwargs=kwargs)
-        if self._active["fabric_on_after_backward"]:
+        if self._direct_backward is not None:
+            self._direct_backward(tensor, module, args, kwargs)
+        else:
+            self._hook.fabric_backward(fabric=self.fabric, tensor=tensor, module=module, args=args, kwargs=kwargs)
+        if self._after_backward:
             self._hook.fabric_on_after_backward(fabric=self.fabric)
 
     def optimizer_step(self, optimizer: Optimizer, kwargs: dict) -> Any:
-        if self._active["fabric_on_before_optimizer_step"]:
+        if self._before_step:
             self._hook.fabric_on_before_optimizer_step(fabric=self.fabric, optimizer=optimizer)
-        result = self._hook.fabric_optimizer_step(fabric=self.fabric, optimizer=optimizer, kwargs=kwargs)
-        if self._active["fabric_on_after_optimizer_step"]:
+        if self._direct_step is not None:
+            result = self._direct_step(optimizer, kwargs)
+        else:
+            result = self._hook.fabric_optimizer_step(fabric=self.fabric, optimizer=optimizer, kwargs=kwargs)
+        if self._after_step:
             self._hook.fabric_on_after_optimizer_step(fabric=self.fabric, optimizer=optimizer)
         return result
 

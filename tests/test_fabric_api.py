@@ -458,3 +458,27 @@ def test_training_with_fabric_dataloader_end_to_end() -> None:
             optimizer.zero_grad()
         losses.append(loss.item())
     assert losses[-1] < 0.5 * losses[0]
+
+
+def test_plugins_registered_on_the_plugin_manager_later_take_effect() -> None:
+    fabric = Fabric(accelerator="cpu")
+    model = fabric.setup(Model())
+    seen: list[str] = []
+
+    class Late:
+        @hookimpl(wrapper=True)
+        def fabric_backward(self, tensor: torch.Tensor) -> Any:
+            seen.append("wrapped")
+            return (yield)
+
+        def fabric_on_after_backward(self) -> None:
+            seen.append("after")
+
+    late = Late()
+    fabric.plugin_manager.register(late)
+    fabric.backward(model(torch.ones(1, 4)).sum())
+    assert seen == ["wrapped", "after"]
+    assert model.layer.weight.grad is not None  # the strategy still ran the backward
+    fabric.plugin_manager.unregister(late)
+    fabric.backward(model(torch.ones(1, 4)).sum())
+    assert seen == ["wrapped", "after"]

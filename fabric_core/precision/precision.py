@@ -76,8 +76,16 @@ def convert_floating_tensors(data: Any, dtype: torch.dtype) -> Any:
     """Cast every floating-point tensor in ``data`` to ``dtype``; others stay as they are."""
 
     def cast(tensor: Tensor) -> Tensor:
-        return tensor.to(dtype) if torch.is_floating_point(tensor) else tensor
+        return tensor.to(dtype) if tensor.dtype is not dtype and tensor.is_floating_point() else tensor
 
+    # Fast paths for what a forward pass usually takes and returns: one tensor, or
+    # positional tensors and no keyword arguments.
+    if isinstance(data, Tensor):
+        return cast(data)
+    positional_only = type(data) is tuple and len(data) == 2 and type(data[0]) is tuple
+    positional_only = positional_only and type(data[1]) is dict and not data[1]
+    if positional_only and all(type(item) is Tensor for item in data[0]):
+        return tuple(cast(item) for item in data[0]), data[1]
     return apply_to_collection(data, Tensor, cast)
 
 

@@ -1,0 +1,79 @@
+"""Processes started by Kubeflow's training operator (a ``PyTorchJob``).
+
+The operator runs one process per pod and gives each the variables of
+``torch.distributed``'s env:// rendezvous: ``MASTER_ADDR``, ``MASTER_PORT``, ``WORLD_SIZE``
+and ``RANK``. Those variables alone do not tell a PyTorchJob from any other program that
+exports them, so (as in Lightning Fabric) this environment is never detected: pass it
+explicitly, ``Fabric(plugins=[KubeflowEnvironment()])``. Each pod counts as a node: the
+local rank is always 0 and the node rank is the global rank.
+"""
+
+from __future__ import annotations
+
+import os
+
+from fabric_core import _logging
+from fabric_core.environments._variables import read_int
+from fabric_core.environments.cluster_environment import ClusterEnvironment
+
+__all__ = ["KubeflowEnvironment"]
+
+_log = _logging.get_logger(__name__)
+_OWNER = "KubeflowEnvironment"
+_HINT = "The Kubeflow training operator sets it in every pod of a PyTorchJob."
+
+
+class KubeflowEnvironment(ClusterEnvironment):
+    """Rank and world size from a PyTorchJob's ``RANK`` / ``WORLD_SIZE``; one process per pod."""
+
+    @property
+    def creates_processes_externally(self) -> bool:
+        return True
+
+    @property
+    def main_address(self) -> str:
+        address = os.environ.get("MASTER_ADDR")
+        if not address:
+            raise RuntimeError(f"{_OWNER} needs the environment variable MASTER_ADDR, which is not set. {_HINT}")
+        return address
+
+    @property
+    def main_port(self) -> int:
+        return read_int("MASTER_PORT", owner=_OWNER, hint=_HINT)
+
+    @classmethod
+    def detect(cls) -> bool:
+        """Always ``False``: a PyTorchJob cannot be told apart from its variables; pass it explicitly."""
+        return False
+
+    def world_size(self) -> int:
+        return read_int("WORLD_SIZE", owner=_OWNER, hint=_HINT)
+
+    def set_world_size(self, size: int) -> None:
+        _log.debug("the PyTorchJob decides the world size; set_world_size ignored", requested=size)
+
+    def global_rank(self) -> int:
+        return read_int("RANK", owner=_OWNER, hint=_HINT)
+
+    def set_global_rank(self, rank: int) -> None:
+        _log.debug("the PyTorchJob decides the global rank; set_global_rank ignored", requested=rank)
+
+    def local_rank(self) -> int:
+        return 0
+
+    def node_rank(self) -> int:
+        return self.global_rank()
+
+    def local_world_size(self) -> int:
+        """One process per pod."""
+        return 1
+
+    def validate_settings(self, num_devices: int, num_nodes: int) -> None:
+        """One process per pod: ``devices`` must be 1 and ``num_nodes`` the number of pods (``WORLD_SIZE``)."""
+        world_size = self.world_size()
+        if num_devices != 1 or num_nodes != world_size:
+            raise ValueError(
+                f"Fabric(devices={num_devices}, num_nodes={num_nodes}) does not match the PyTorchJob: Kubeflow runs "
+                f"one process per pod and WORLD_SIZE={world_size} pods. Use Fabric(devices=1, "
+                f"num_nodes={world_size}) and give each pod the device(s) it needs."
+            )
