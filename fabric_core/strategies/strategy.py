@@ -312,6 +312,8 @@ class Strategy(ABC):
         """Release devices and files at the end of a run."""
         if self.accelerator is not None:
             self.accelerator.teardown()
+        if self.cluster_environment is not None:
+            self.cluster_environment.teardown()
         self.checkpoint_io.teardown()
 
     # -- the hook implementations (the strategy is their single owner) --------------------
