@@ -96,16 +96,24 @@ class Discovery:
         ]
 
 
+_SWITCHES = ("FABRIC_DISABLE_PLUGIN_AUTOLOAD", "FABRIC_PLUGINS", "FABRIC_BLOCK_PLUGINS")
 _cache: Discovery | None = None
+_cache_switches: tuple[str | None, ...] = ()
 _lock = threading.Lock()
 
 
 def discover(refresh: bool = False) -> Discovery:
-    """Return the process-wide discovery result, running discovery on first use."""
-    global _cache
+    """Return the process-wide discovery result, running discovery on first use.
+
+    The result is cached for as long as the switch variables keep their values; changing
+    one (a test, or a program that sets them after importing) runs discovery again.
+    """
+    global _cache, _cache_switches
+    switches = tuple(os.environ.get(name) for name in _SWITCHES)
     with _lock:
-        if _cache is None or refresh:
+        if _cache is None or refresh or switches != _cache_switches:
             _cache = _run_discovery()
+            _cache_switches = switches
         return _cache
 
 

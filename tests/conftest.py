@@ -1,18 +1,22 @@
 """Shared test setup.
 
 The core suite runs with plugin autoload off (DESIGN.md section 4): an add-on installed in
-the same environment never changes core test results. Tests that exercise discovery set
-their own switches and reset the cache.
+the same environment never changes core test results. The switch is set per test (and so
+reaches the subprocesses a test starts), not for the whole session, so the add-ons' own
+suites under plugins/ run in the same pytest session with their plugins loaded. Discovery
+re-runs by itself when a switch changes.
 """
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 
 import pytest
 
-os.environ["FABRIC_DISABLE_PLUGIN_AUTOLOAD"] = "1"
+
+@pytest.fixture(autouse=True)
+def _without_addons(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FABRIC_DISABLE_PLUGIN_AUTOLOAD", "1")
 
 
 @pytest.fixture(autouse=True)
