@@ -56,6 +56,13 @@ def fabric_register_strategies(registry: Registry) -> None:
                 init_params={"start_method": start_method, "find_unused_parameters": unused},
                 description=f"{prefix} with find_unused_parameters={unused}",
             )
+    registry.add("fsdp", "fabric_core.strategies.fsdp:FSDPStrategy", description="FSDP2 fully sharded data parallel")
+    registry.add(
+        "fsdp_cpu_offload",
+        "fabric_core.strategies.fsdp:FSDPStrategy",
+        init_params={"cpu_offload": True},
+        description="FSDP2 with parameters, gradients and optimizer state offloaded to the CPU",
+    )
     registry.add(
         "dp",
         "fabric_core.strategies.dp:DataParallelStrategy",

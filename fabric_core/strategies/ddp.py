@@ -213,8 +213,15 @@ class DDPStrategy(Strategy):
     # -- checkpoints ------------------------------------------------------------------------------
 
     def save_checkpoint(self, path: Any, state: dict[str, Any], filter: dict[str, Any] | None = None) -> None:
-        # Every rank must reach fabric.save: check that first (quickly), so a save called on
-        # one rank only fails with a message instead of waiting out the collective timeout.
+        self.ensure_every_rank_saves(path)
+        super().save_checkpoint(path, state, filter=filter)
+
+    def ensure_every_rank_saves(self, path: Any) -> None:
+        """Check that every rank reached ``fabric.save`` before anyone writes.
+
+        The check is quick and has its own, shorter timeout, so a save called on one rank only
+        fails with a message instead of waiting out the collective timeout.
+        """
         timeout = self._checkpoint_sync_timeout
         if self._timeout is not None:
             timeout = min(timeout, self._timeout)
@@ -226,7 +233,6 @@ class DDPStrategy(Strategy):
                 f"within {timeout.total_seconds():.0f}s. Call fabric.save() on every rank: only rank 0 writes the "
                 "file, the others take part so that the run stays in step."
             ) from err
-        super().save_checkpoint(path, state, filter=filter)
 
     def teardown(self) -> None:
         super().teardown()

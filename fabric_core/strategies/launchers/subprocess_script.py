@@ -69,6 +69,7 @@ class SubprocessScriptLauncher(Launcher):
         self.num_nodes = num_nodes
         self.procs: list[subprocess.Popen[bytes]] = []
         self._error_dir: str | None = None
+        self._reported = False
 
     @property
     def is_interactive_compatible(self) -> bool:
@@ -108,6 +109,7 @@ class SubprocessScriptLauncher(Launcher):
             time.sleep(_POLL_SECONDS)
 
     def _fail(self, local_rank: int, code: int) -> None:
+        self._reported = True
         time.sleep(0.5)  # let the failing rank and the ranks it took down record their errors
         found = first_error(self._error_dir) if self._error_dir else None
         if found is not None:
@@ -129,7 +131,8 @@ class SubprocessScriptLauncher(Launcher):
         else:
             time.sleep(0.3)  # a rank that failed earlier may still be writing its record
             found = first_error(self._error_dir) if self._error_dir else None
-            if found is not None and found[0] != 0:
+            if found is not None and found[0] != 0 and not self._reported:
+                self._reported = True
                 sys.stderr.write(
                     f"\nfabric: rank {found[0]} failed first:\n{found[1]}fabric: stopping all processes.\n"
                 )

@@ -1,0 +1,245 @@
+"""Checkpoints of sharded models with ``torch.distributed.checkpoint`` (DCP).
+
+A sharded checkpoint is a directory: DCP's files hold the tensors (every rank writes its
+own shards, and any world size can read them back), and ``fabric_meta.pt`` (written by
+rank 0) holds the plain Python values of the state, so they load under
+``weights_only=True``. A full checkpoint is one ``torch.save`` file that rank 0 writes.
+
+Directories are written next to their final path and renamed into place once every rank
+has finished, so a crash mid-save never leaves half a checkpoint at ``path``.
+"""
+
+from __future__ import annotations
+
+import shutil
+import uuid
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.distributed as dist
+from torch.distributed.checkpoint.default_planner import DefaultLoadPlanner
+from torch.distributed.checkpoint.filesystem import FileSystemReader
+from torch.distributed.checkpoint.state_dict import (
+    StateDictOptions,
+    get_model_state_dict,
+    get_optimizer_state_dict,
+    set_model_state_dict,
+    set_optimizer_state_dict,
+)
+from torch.distributed.checkpoint.state_dict_loader import load as dcp_load
+from torch.distributed.checkpoint.state_dict_saver import save as dcp_save
+from torch.nn import Module
+from torch.optim import Optimizer
+
+from fabric_core.checkpoint_io import CheckpointIO
+from fabric_core.strategies.strategy import is_stateful
+
+META_FILE = "fabric_meta.pt"
+
+
+def owner_of(optimizer: Optimizer, modules: Iterable[Module]) -> Module:
+    """The module whose parameters ``optimizer`` steps (DCP needs the pair)."""
+    wanted = {id(p) for group in optimizer.param_groups for p in group["params"]}
+    for module in modules:
+        if wanted & {id(p) for p in module.parameters()}:
+            return module
+    raise ValueError(
+        f"Saving or loading a sharded {type(optimizer).__name__} needs its model in the same state dict (DCP "
+        "stores optimizer state by parameter name). Add the model to the state you pass to fabric.save/load."
+    )
+
+
+def _filtered(key: str, values: dict[str, Any], filter: dict[str, Callable[[str, Any], bool]] | None) -> dict[str, Any]:
+    if filter is None or key not in filter:
+        return values
+    return {name: value for name, value in values.items() if filter[key](name, value)}
+
+
+def _split(state: dict[str, Any]) -> tuple[dict[str, Module], dict[str, Optimizer], dict[str, Any], dict[str, Any]]:
+    modules = {k: v for k, v in state.items() if isinstance(v, Module)}
+    optimizers = {k: v for k, v in state.items() if isinstance(v, Optimizer)}
+    stateful = {k: v for k, v in state.items() if k not in modules and k not in optimizers and is_stateful(v)}
+    plain = {k: v for k, v in state.items() if k not in modules and k not in optimizers and k not in stateful}
+    return modules, optimizers, stateful, plain
+
+
+def save_sharded(path: Path, state: dict[str, Any], filter: dict[str, Any] | None, barrier: Callable[[], None]) -> None:
+    """Write a DCP directory at ``path`` from every rank; rank 0 renames it into place."""
+    modules, optimizers, stateful, plain = _split(state)
+    for key in optimizers:
+        if filter is not None and key in filter:
+            raise ValueError(
+                f"fabric.save(filter={{{key!r}: ...}}) cannot apply to a sharded optimizer: its state is split by "
+                "parameter across ranks. Filter the model's entries instead, or use state_dict_type='full'."
+            )
+    tensors: dict[str, Any] = {}
+    for key, module in modules.items():
+        tensors[key] = _filtered(key, get_model_state_dict(module), filter)
+    for key, optimizer in optimizers.items():
+        tensors[key] = get_optimizer_state_dict(owner_of(optimizer, modules.values()), optimizer)
+    meta = {key: _filtered(key, obj.state_dict(), filter) for key, obj in stateful.items()}
+    meta.update(plain)
+
+    rank = dist.get_rank()
+    staging_name = [f".{path.name}.{uuid.uuid4().hex[:8]}.tmp" if rank == 0 else None]
+    dist.broadcast_object_list(staging_name, src=0)  # every rank writes into the same staging folder
+    staging = path.parent / str(staging_name[0])
+    if rank == 0:
+        staging.mkdir(parents=True)
+    barrier()
+    dcp_save(tensors, checkpoint_id=staging)
+    if rank == 0:
+        CheckpointIO().save_checkpoint(meta, staging / META_FILE)
+    barrier()
+    if rank == 0:
+        _replace_directory(staging, path)
+    barrier()
+
+
+def _replace_directory(staging: Path, path: Path) -> None:
+    if path.is_file():
+        path.unlink()
+    if path.exists():
+        retired = path.parent / f".{path.name}.{uuid.uuid4().hex[:8]}.old"
+        path.rename(retired)
+        staging.rename(path)
+        shutil.rmtree(retired, ignore_errors=True)
+    else:
+        staging.rename(path)
+
+
+def is_sharded_checkpoint(path: Path) -> bool:
+    return path.is_dir() and (path / ".metadata").is_file()
+
+
+def load_sharded(path: Path, state: dict[str, Any] | None, strict: bool, weights_only: bool) -> dict[str, Any]:
+    """Restore ``state`` from a DCP directory written at any world size; return the rest."""
+    if not is_sharded_checkpoint(path):
+        raise FileNotFoundError(
+            f"{str(path)!r} is not a sharded checkpoint directory (no DCP .metadata file in it). Check the path; "
+            "a single-file checkpoint loads the same way, by passing the file."
+        )
+    meta = CheckpointIO().load_checkpoint(path / META_FILE, weights_only=weights_only)
+    if state is None:
+        raise ValueError(
+            f"fabric.load({str(path)!r}) without a state cannot rebuild a sharded checkpoint: the tensors are "
+            "split across files. Pass the objects to restore (fabric.load(path, {'model': model, ...})), or "
+            "turn it into one file first with `fabric consolidate`."
+        )
+    modules, optimizers, stateful, plain = _split(state)
+    metadata = FileSystemReader(path).read_metadata()
+    saved_keys = {key.split(".", 1)[0] for key in metadata.state_dict_metadata}
+    available = saved_keys | set(meta)
+    missing = [key for key in state if key not in available]
+    if strict and missing:
+        raise KeyError(
+            f"The requested state contains keys {missing} that the checkpoint {str(path)!r} does not have (it has "
+            f"{sorted(available)}). Pass strict=False to load the keys that exist."
+        )
+    tensors: dict[str, Any] = {}
+    for key, module in modules.items():
+        if key in saved_keys:
+            tensors[key] = get_model_state_dict(module)
+    for key, optimizer in optimizers.items():
+        if key in saved_keys:
+            tensors[key] = get_optimizer_state_dict(owner_of(optimizer, modules.values()), optimizer)
+    dcp_load(tensors, checkpoint_id=path, planner=DefaultLoadPlanner(allow_partial_load=not strict))
+    for key, module in modules.items():
+        if key in tensors:
+            set_model_state_dict(module, tensors[key], options=StateDictOptions(strict=strict))
+    for key, optimizer in optimizers.items():
+        if key in tensors:
+            set_optimizer_state_dict(owner_of(optimizer, modules.values()), optimizer, tensors[key])
+    for key, obj in stateful.items():
+        if key in meta:
+            obj.load_state_dict(meta.pop(key))
+    for key in plain:
+        if key in meta:
+            state[key] = meta.pop(key)
+    for key in list(meta):
+        if key in state:
+            meta.pop(key)
+    return meta
+
+
+def full_state(state: dict[str, Any], filter: dict[str, Any] | None) -> dict[str, Any]:
+    """One full (unsharded) state dict on rank 0, gathered from every rank (a collective)."""
+    modules, optimizers, stateful, plain = _split(state)
+    options = StateDictOptions(full_state_dict=True, cpu_offload=True)
+    converted: dict[str, Any] = {}
+    for key, value in state.items():
+        if key in modules:
+            converted[key] = _filtered(key, get_model_state_dict(value, options=options), filter)
+        elif key in optimizers:
+            owner = owner_of(value, modules.values())
+            converted[key] = _filtered(key, get_optimizer_state_dict(owner, value, options=options), filter)
+        elif key in stateful:
+            converted[key] = _filtered(key, value.state_dict(), filter)
+        else:
+            converted[key] = plain[key]
+    return converted
+
+
+def load_full_into(checkpoint: dict[str, Any], state: dict[str, Any], strict: bool, path: Path) -> dict[str, Any]:
+    """Restore sharded live objects from a full checkpoint held on every rank; return the rest."""
+    modules, optimizers, _, _ = _split(state)
+    missing = [key for key in state if key not in checkpoint]
+    if strict and missing:
+        raise KeyError(
+            f"The requested state contains keys {missing} that the checkpoint {str(path)!r} does not have (it has "
+            f"{sorted(checkpoint)}). Pass strict=False to load the keys that exist."
+        )
+    options = StateDictOptions(full_state_dict=True, strict=strict)
+    for key, obj in list(state.items()):
+        if key not in checkpoint:
+            continue
+        value = checkpoint.pop(key)
+        if key in modules:
+            set_model_state_dict(obj, value, options=options)
+        elif key in optimizers:
+            _load_full_optimizer(owner_of(obj, modules.values()), obj, value, options)
+        elif is_stateful(obj):
+            obj.load_state_dict(value)
+        else:
+            state[key] = value
+    return checkpoint
+
+
+def _load_full_optimizer(
+    module: Module, optimizer: Optimizer, value: dict[str, Any], options: StateDictOptions
+) -> None:
+    has_tensor_state = any(
+        isinstance(tensor, torch.Tensor) and tensor.dim() > 0
+        for per_parameter in value.get("state", {}).values()
+        for tensor in per_parameter.values()
+    )
+    if has_tensor_state:
+        set_optimizer_state_dict(module, optimizer, value, options=options)
+        return
+    # No per-parameter tensors (plain SGD): torch's loader cannot place such a state, and
+    # there is nothing to place; restore the hyperparameters of each group.
+    for group, saved in zip(optimizer.param_groups, value["param_groups"], strict=True):
+        group.update({name: setting for name, setting in saved.items() if name != "params"})
+
+
+def consolidate(directory: Path, output: Path) -> None:
+    """Turn a sharded checkpoint directory into one file for ``torch.load(weights_only=True)`` (no processes needed)."""
+    from torch.distributed.checkpoint.format_utils import dcp_to_torch_save
+
+    if not is_sharded_checkpoint(directory):
+        raise FileNotFoundError(
+            f"{str(directory)!r} is not a sharded checkpoint directory (no DCP .metadata file in it). Point "
+            "`fabric consolidate` to the directory fabric.save wrote."
+        )
+    staging = output.parent / f".{output.name}.{uuid.uuid4().hex[:8]}.tmp"
+    output.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        dcp_to_torch_save(directory, staging)
+        tensors = torch.load(staging, weights_only=True)
+    finally:
+        staging.unlink(missing_ok=True)
+    meta_path = directory / META_FILE
+    meta = CheckpointIO().load_checkpoint(meta_path) if meta_path.exists() else {}
+    CheckpointIO().save_checkpoint({**meta, **tensors}, output)
