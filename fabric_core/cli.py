@@ -1,4 +1,7 @@
-"""The ``fabric`` command: ``fabric plugins`` lists what is installed."""
+"""The ``fabric`` command: ``fabric plugins`` lists what is installed; ``fabric run`` launches a script.
+
+``fabric run``'s checks and launching live in :mod:`fabric_core._run`.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +9,7 @@ import argparse
 import json
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 
 def _plugins(args: argparse.Namespace) -> int:
@@ -46,7 +50,99 @@ def build_parser() -> argparse.ArgumentParser:
     plugins = commands.add_parser("plugins", help="list installed plugins, what they provide and their status")
     plugins.add_argument("--json", action="store_true", help="print JSON for machines")
     plugins.set_defaults(handler=_plugins)
+    _add_run_parser(commands)
     return parser
+
+
+_RUN_DESCRIPTION = """\
+Launch a script (or, with -m, a module) on one or more devices and nodes through torchrun.
+
+The options reach the script's Fabric() through FABRIC_* environment variables: they
+override its defaults, and a different value in the code (Fabric(strategy="ddp_spawn")
+with --strategy ddp) stops the run with an error. Options go before the script; what
+follows the script is passed to it unchanged."""
+
+_RUN_EPILOG = """\
+examples:
+  fabric run --accelerator cpu --devices 2 train.py --epochs 3
+  fabric run --devices 0,1 --strategy ddp --precision bf16-mixed -m mypackage.train
+  fabric run --devices 8 --num-nodes 2 --node-rank 0 --main-address 10.0.0.1 train.py  # on node 0
+  fabric run --devices 8 --num-nodes 2 --node-rank 1 --main-address 10.0.0.1 train.py  # on node 1"""
+
+
+def _add_run_parser(commands: Any) -> None:
+    run = commands.add_parser(
+        "run",
+        help="launch a script on one or more devices and nodes (through torchrun)",
+        description=_RUN_DESCRIPTION,
+        epilog=_RUN_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        allow_abbrev=False,
+    )
+    run.add_argument(
+        "--accelerator",
+        default="auto",
+        metavar="NAME",
+        help="cpu, cuda, mps, gpu or any registered accelerator (default: %(default)s, the best available)",
+    )
+    run.add_argument(
+        "--strategy",
+        metavar="NAME",
+        help="ddp or any registered strategy (default: the script's choice, else auto)",
+    )
+    run.add_argument(
+        "--devices",
+        default="1",
+        metavar="DEVICES",
+        help="devices per node: a number, -1 for all (on cpu: one per core), auto, or indices such as 0,1 "
+        "(cuda); one process each (default: %(default)s)",
+    )
+    run.add_argument(
+        "--num-nodes", "--num_nodes", type=int, default=1, metavar="N", help="number of nodes (default: %(default)s)"
+    )
+    run.add_argument(
+        "--node-rank",
+        "--node_rank",
+        type=int,
+        default=0,
+        metavar="RANK",
+        help="this node's rank, from 0 to num-nodes - 1 (default: %(default)s)",
+    )
+    run.add_argument(
+        "--main-address",
+        "--main_address",
+        default="127.0.0.1",
+        metavar="HOST",
+        help="address of the node with rank 0 (default: %(default)s)",
+    )
+    run.add_argument(
+        "--main-port",
+        "--main_port",
+        type=int,
+        default=29400,
+        metavar="PORT",
+        help="port on the node with rank 0 for the rendezvous (default: %(default)s)",
+    )
+    run.add_argument(
+        "--precision",
+        metavar="NAME",
+        help="32-true, bf16-mixed, 16-mixed, ... or any registered precision (default: the script's choice)",
+    )
+    run.add_argument(
+        "-m",
+        "--module",
+        action="store_true",
+        help="run a module, as python -m does: fabric run [options] -m package.module [args]",
+    )
+    run.add_argument("script", nargs="?", help="the script (or, with -m, the module) to run")
+    run.add_argument("script_args", nargs=argparse.REMAINDER, help="arguments for the script")
+    run.set_defaults(handler=_run, run_parser=run)
+
+
+def _run(args: argparse.Namespace) -> int:
+    from fabric_core._run import run_command
+
+    return run_command(args, args.run_parser)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
