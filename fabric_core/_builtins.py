@@ -64,6 +64,11 @@ def fabric_register_strategies(registry: Registry) -> None:
         description="FSDP2 with parameters, gradients and optimizer state offloaded to the CPU",
     )
     registry.add(
+        "model_parallel",
+        "fabric_core.strategies.model_parallel:ModelParallelStrategy",
+        description="your parallelize_fn (tensor parallel, FSDP) on a 2-D device mesh",
+    )
+    registry.add(
         "dp",
         "fabric_core.strategies.dp:DataParallelStrategy",
         description="DataParallel over the GPUs of one process (falls back to ddp on CPU)",

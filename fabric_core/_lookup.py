@@ -25,7 +25,7 @@ KNOWN_ADDONS: tuple[tuple[str, str, str], ...] = (
 )
 
 #: Names fabric-core itself will provide, with what to do until then.
-PLANNED_IN_CORE: tuple[tuple[str, str, str], ...] = (("strategy", "model_parallel", "model parallelism"),)
+PLANNED_IN_CORE: tuple[tuple[str, str, str], ...] = ()
 
 
 def _match(table: tuple[tuple[str, str, str], ...], kind: str, name: str) -> str | None:
