@@ -51,8 +51,37 @@ def build_parser() -> argparse.ArgumentParser:
     plugins.add_argument("--json", action="store_true", help="print JSON for machines")
     plugins.set_defaults(handler=_plugins)
     _add_run_parser(commands)
+    consolidate = commands.add_parser(
+        "consolidate",
+        help="turn a sharded checkpoint directory into one file",
+        description="Turn a sharded checkpoint directory (fabric.save with FSDP or model_parallel) into one file "
+        "that plain torch.load(path, weights_only=True) reads. Needs no processes or GPUs.",
+    )
+    consolidate.add_argument("directory", help="the checkpoint directory fabric.save wrote")
+    consolidate.add_argument("-o", "--output", help="the file to write (default: DIRECTORY.consolidated.pt)")
+    consolidate.set_defaults(handler=_consolidate)
     return parser
 
+
+def _consolidate(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from fabric_core.strategies.sharded_checkpoint import consolidate
+
+    directory = Path(args.directory)
+    output = Path(args.output) if args.output else directory.with_name(directory.name + ".consolidated.pt")
+    try:
+        consolidate(directory, output)
+    except FileNotFoundError as err:
+        print(f"fabric consolidate: error: {err}", file=sys.stderr)
+        return 2
+    print(f"wrote {output}")
+    return 0
+
+
+_RUN_USAGE = """\
+%(prog)s [options] script.py [script args]
+       %(prog)s [options] -m package.module [module args]"""
 
 _RUN_DESCRIPTION = """\
 Launch a script (or, with -m, a module) on one or more devices and nodes through torchrun.
@@ -74,6 +103,7 @@ def _add_run_parser(commands: Any) -> None:
     run = commands.add_parser(
         "run",
         help="launch a script on one or more devices and nodes (through torchrun)",
+        usage=_RUN_USAGE,
         description=_RUN_DESCRIPTION,
         epilog=_RUN_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -134,8 +164,8 @@ def _add_run_parser(commands: Any) -> None:
         action="store_true",
         help="run a module, as python -m does: fabric run [options] -m package.module [args]",
     )
-    run.add_argument("script", nargs="?", help="the script (or, with -m, the module) to run")
-    run.add_argument("script_args", nargs=argparse.REMAINDER, help="arguments for the script")
+    run.add_argument("script", nargs="?", metavar="script.py", help="the script (or, with -m, the module) to run")
+    run.add_argument("script_args", nargs=argparse.REMAINDER, metavar="args", help="arguments for the script")
     run.set_defaults(handler=_run, run_parser=run)
 
 

@@ -236,3 +236,33 @@ def test_fsdp_names_and_arguments() -> None:
 def test_consolidate_refuses_what_is_not_a_sharded_checkpoint(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError, match="is not a sharded checkpoint directory"):
         sharded_checkpoint.consolidate(tmp_path, tmp_path / "out.pt")
+
+
+def test_fabric_consolidate_command(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    saved = run_script(tmp_path, RESHARD, "save", "2")
+    assert saved.returncode == 0, saved.output
+    command = [
+        sys.executable,
+        "-m",
+        "fabric_core",
+        "consolidate",
+        str(tmp_path / "ckpt"),
+        "-o",
+        str(tmp_path / "one.pt"),
+    ]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert "wrote" in result.stdout
+    consolidated = torch.load(tmp_path / "one.pt", weights_only=True)
+    assert consolidated["step"] == 10 and set(consolidated) == {"model", "optimizer", "head", "step", "note"}
+    default = subprocess.run(
+        [sys.executable, "-m", "fabric_core", "consolidate", str(tmp_path / "ckpt")], capture_output=True, text=True
+    )
+    assert default.returncode == 0 and (tmp_path / "ckpt.consolidated.pt").is_file()
+    missing = subprocess.run(
+        [sys.executable, "-m", "fabric_core", "consolidate", str(tmp_path / "nope")], capture_output=True, text=True
+    )
+    assert missing.returncode == 2 and "is not a sharded checkpoint directory" in missing.stderr
