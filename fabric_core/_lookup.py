@@ -24,9 +24,6 @@ KNOWN_ADDONS: tuple[tuple[str, str, str], ...] = (
     ("logger", "wandb", "fabric-wandb"),
 )
 
-#: Names fabric-core itself will provide, with what to do until then.
-PLANNED_IN_CORE: tuple[tuple[str, str, str], ...] = ()
-
 
 def _match(table: tuple[tuple[str, str, str], ...], kind: str, name: str) -> str | None:
     for table_kind, pattern, value in table:
@@ -61,15 +58,6 @@ def _not_available(found: Discovery, kind: str, name: str, context: str) -> Plug
                 f"pip install {distribution}"
             )
         return _from_records(asked, kind, name, records, available)
-
-    planned = _match(PLANNED_IN_CORE, kind, name)
-    if planned is not None:
-        from fabric_core import __version__
-
-        return PluginNotAvailableError(
-            f"{asked}: {planned} is not in fabric-core {__version__} yet. Until it lands, run on one device "
-            f"(devices=1, strategy='auto'), or install an add-on that registers {name!r}. {available}"
-        )
 
     # An unknown name: perhaps a typo, perhaps an add-on that did not load.
     suggestions = registry.suggest(name)

@@ -30,11 +30,6 @@ def _require_absent(distribution: str) -> None:
     pytest.skip(f"{distribution} is installed here; this test needs a bare fabric-core")
 
 
-def _require_not_in_core(name: str) -> None:
-    if name in discover().registry("strategy"):
-        pytest.skip(f"strategy {name!r} is provided now; the 'not in fabric-core yet' message is gone")
-
-
 # -- add-on names on a bare install ------------------------------------------------------------
 
 
@@ -139,43 +134,15 @@ def test_lookup_returns_the_entry_for_a_known_name() -> None:
     assert (entry.kind, entry.distribution) == ("strategy", "fabric-core")
 
 
-# -- names fabric-core will provide --------------------------------------------------------------
+# -- what "auto" picks for several processes ---------------------------------------------------
 
 
 @pytest.mark.usefixtures("fresh_discovery")
-@pytest.mark.parametrize(
-    ("name", "what"),
-    [
-        ("fsdp", "FSDP sharding"),
-        ("model_parallel", "model parallelism"),
-    ],
-)
-def test_strategy_planned_in_core(name: str, what: str) -> None:
-    _require_not_in_core(name)
-    with pytest.raises(PluginNotAvailableError) as raised:
-        Fabric(strategy=name)
-    assert str(raised.value) == (
-        f"strategy={name!r}: {what} is not in fabric-core {__version__} yet. Until it lands, run on one device "
-        f"(devices=1, strategy='auto'), or install an add-on that registers {name!r}. {_available('strategy')}"
-    )
+def test_auto_strategy_picks_ddp_for_several_devices_or_nodes() -> None:
+    from fabric_core.strategies.ddp import DDPStrategy
 
-
-@pytest.mark.usefixtures("fresh_discovery")
-def test_auto_strategy_for_two_cpu_devices_says_what_chose_ddp() -> None:
-    _require_not_in_core("ddp")
-    with pytest.raises(PluginNotAvailableError) as raised:
-        Fabric(accelerator="cpu", devices=2)
-    assert str(raised.value).startswith(
-        "strategy='ddp' (chosen by strategy='auto' for 2 device(s) on 1 node(s)): multi-process DDP is not in "
-        f"fabric-core {__version__} yet."
-    )
-
-
-@pytest.mark.usefixtures("fresh_discovery")
-def test_auto_strategy_for_two_nodes_says_so() -> None:
-    _require_not_in_core("ddp")
-    with pytest.raises(PluginNotAvailableError, match=r"chosen by strategy='auto' for 1 device\(s\) on 2 node"):
-        Fabric(accelerator="cpu", devices=1, num_nodes=2)
+    assert type(Fabric(accelerator="cpu", devices=2).strategy) is DDPStrategy
+    assert type(Fabric(accelerator="cpu", devices=1, num_nodes=2).strategy) is DDPStrategy
 
 
 @pytest.mark.usefixtures("fresh_discovery")
