@@ -6,7 +6,8 @@
 * Every page in the ``mkdocs.yml`` nav exists, every page is in the nav, and relative
   links between pages resolve.
 * Every ``python`` code block preceded by ``<!-- run -->`` runs without raising, in a
-  temporary working directory.
+  temporary working directory. Every other ``python`` block (multi-process scripts that
+  need launching, fragments) at least compiles.
 * The plugin tutorial (``docs/plugins/writing.md``) works: its files, written out as an
   installed distribution, are discovered, register their names, follow the entry-point
   import rule, and its sample ``fabric plugins`` output is the real one.
@@ -49,7 +50,9 @@ PENDING_PAGES: set[str] = set()
 RUN_MARKER = "run"
 #: ``<!-- run-installed -->`` marks a tutorial block that needs the tutorial's add-on.
 RUN_INSTALLED_MARKER = "run-installed"
-#: ``<!-- file: path -->`` marks a tutorial block holding the whole text of a file.
+#: ``<!-- file: path -->`` marks a block holding the whole text of a file: in the tutorial, the
+#: add-on's files (installed and tested below); elsewhere, complete scripts that start several
+#: processes, which are only compiled here.
 FILE_MARKER = re.compile(r"^file:\s*(?P<path>\S+)$")
 
 
@@ -276,6 +279,19 @@ def _execute(block: CodeBlock, namespace: dict[str, Any]) -> None:
 def test_doc_example_runs(block: CodeBlock, tmp_path: Path) -> None:
     with _isolated(tmp_path):
         _execute(block, {"__name__": "__docs__"})
+
+
+def test_every_python_block_compiles() -> None:
+    broken = []
+    for page in sorted(DOCS.rglob("*.md")):
+        for block in code_blocks(page):
+            if block.language != "python":
+                continue
+            try:
+                compile("\n" * (block.line - 1) + block.code, str(block.page), "exec")
+            except SyntaxError as err:
+                broken.append(f"{block.label}: {err}")
+    assert not broken, f"python blocks that do not compile: {broken}"
 
 
 # -- the plugin tutorial -----------------------------------------------------------------------------
