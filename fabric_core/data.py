@@ -69,7 +69,12 @@ class DistributedSamplerWrapper(DistributedSampler):
 
 
 class DistributedBatchSamplerWrapper(Sampler[list[Any]]):
-    """Each process takes every ``num_replicas``-th batch of a custom batch sampler."""
+    """Each process takes every ``num_replicas``-th batch of a custom batch sampler.
+
+    The batches of an epoch are padded by repeating the first ones until every process gets
+    the same number (as DistributedSampler pads indices): a rank with one batch more than the
+    others would wait forever for them in its gradient sync.
+    """
 
     def __init__(self, batch_sampler: Any, num_replicas: int, rank: int) -> None:
         self.batch_sampler = batch_sampler
@@ -82,12 +87,15 @@ class DistributedBatchSamplerWrapper(Sampler[list[Any]]):
             inner(epoch)
 
     def __iter__(self) -> Iterator[list[Any]]:
-        for index, batch in enumerate(self.batch_sampler):
-            if index % self.num_replicas == self.rank:
-                yield batch
+        batches = list(self.batch_sampler)
+        if not batches:
+            return iter(())
+        per_rank = -(-len(batches) // self.num_replicas)
+        padded = [batches[index % len(batches)] for index in range(per_rank * self.num_replicas)]
+        return iter(padded[self.rank :: self.num_replicas])
 
     def __len__(self) -> int:
-        return len(self.batch_sampler) // self.num_replicas
+        return -(-len(self.batch_sampler) // self.num_replicas)
 
 
 def _distributed_sampler(sampler: Any, dataset: Any, num_replicas: int, rank: int) -> Sampler[Any]:

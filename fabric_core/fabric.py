@@ -219,6 +219,12 @@ class Fabric:
                 f"{self._strategy!r} cannot start its processes from an interactive session or notebook. Use "
                 "strategy='ddp_notebook' here, or run your code as a script."
             )
+        if launcher is not None and launcher.requires_function and function is None:
+            raise RuntimeError(
+                f"{self._strategy!r} starts new processes that run only the function given to launch(), so "
+                "fabric.launch() needs one: fabric.launch(train) with def train(fabric): .... Or use strategy='ddp', "
+                "which runs the whole script in every process."
+            )
         self._launched = True
         if launcher is not None:
             return launcher.launch(self._run_launched, function, *args, **kwargs)

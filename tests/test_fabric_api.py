@@ -410,6 +410,7 @@ def test_no_backward_sync_needs_a_wrapped_model() -> None:
 
 class _Launcher:
     is_interactive_compatible = True
+    requires_function = False
 
     def launch(self, function: Any, *args: Any, **kwargs: Any) -> Any:
         return function(*args, **kwargs)

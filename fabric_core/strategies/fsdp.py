@@ -10,12 +10,21 @@ parameters are gathered just before it runs and freed after. The steps, in order
    (``init_module(empty_init=True)``) is materialized shard by shard.
 3. An optimizer made before sharding is re-pointed at the sharded parameters by name, so
    ``fabric.setup(model, optimizer)`` works as well as ``setup_module`` + ``setup_optimizers``.
+   ``setup_optimizers`` refuses an optimizer holding parameters of no model set up here
+   (made from the model before ``setup_module`` replaced its parameters, say): it would
+   silently never train.
 4. Checkpoints are DCP directories (``state_dict_type="sharded"``) or one file
    (``"full"``); see :mod:`fabric_core.strategies.sharded_checkpoint`.
+
+``"16-mixed"`` keeps the precision's ``torch.amp.GradScaler``: with FSDP2 the gradients are
+DTensors, and DTensor's handler for the scaler's inf check reduces ``found_inf`` over the
+shards, so an inf in one rank's shard skips the step on every rank (what
+``ShardedGradScaler`` did for FSDP1).
 """
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Callable, Generator
 from contextlib import AbstractContextManager, ExitStack, contextmanager
 from datetime import timedelta
@@ -117,6 +126,16 @@ class FSDPStrategy(DDPStrategy):
         self._checkpoint_policy = _as_policy(activation_checkpointing_policy, "activation_checkpointing_policy")
         self._mesh_shape = device_mesh
         self.device_mesh: Any = None
+        self._set_up_modules: weakref.WeakSet[Module] = weakref.WeakSet()
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = super().__getstate__()
+        state["_set_up_modules"] = None  # weak sets do not pickle (spawned processes)
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        super().__setstate__(state)
+        self._set_up_modules = weakref.WeakSet()
 
     def __repr__(self) -> str:
         return f"FSDPStrategy(sharding_strategy={self.sharding_strategy!r}, state_dict_type={self.state_dict_type!r})"
@@ -158,7 +177,8 @@ class FSDPStrategy(DDPStrategy):
             param_dtype = half if name.endswith("-true") else None
             options["mp_policy"] = MixedPrecisionPolicy(param_dtype=param_dtype, reduce_dtype=half)
         if self.cpu_offload:
-            options["offload_policy"] = CPUOffloadPolicy()
+            # Pinned memory needs an accelerator; a CPU-only run has none to pin for.
+            options["offload_policy"] = CPUOffloadPolicy(pin_memory=self.root_device.type != "cpu")
         options.update(self._fully_shard_kwargs)
         return options
 
@@ -226,12 +246,26 @@ class FSDPStrategy(DDPStrategy):
             [names[id(p)] for p in group["params"]] for optimizer in optimizers for group in optimizer.param_groups
         ]
         module = self.setup_module(module)
+        self._set_up_modules.add(module)
         # Activation checkpointing inserts a wrapper level into the names; compare without it.
         sharded = {name.replace(_CHECKPOINT_PREFIX, ""): p for name, p in module.named_parameters()}
         groups = [group for optimizer in optimizers for group in optimizer.param_groups]
         for group, group_names in zip(groups, order, strict=True):
             group["params"] = [sharded[name] for name in group_names]
         return module, optimizers, scheduler
+
+    def setup_optimizer(self, optimizer: Optimizer) -> Optimizer:
+        known = {id(p) for module in self._set_up_modules for p in module.parameters()}
+        foreign = [p for group in optimizer.param_groups for p in group["params"] if id(p) not in known]
+        if foreign:
+            raise ValueError(
+                f"The {type(optimizer).__name__} passed to fabric.setup_optimizers() holds {len(foreign)} "
+                "parameter(s) that belong to no model set up with this strategy. Setting up a model replaces its "
+                "parameters with sharded ones, so an optimizer made before would never train it. Create the "
+                "optimizer from the parameters of the model that fabric.setup_module() returned, or pass both to "
+                "fabric.setup(model, optimizer)."
+            )
+        return optimizer
 
     def module_init_context(self, empty_init: bool | None = None) -> AbstractContextManager:
         if not empty_init:
@@ -275,12 +309,13 @@ class FSDPStrategy(DDPStrategy):
     def save_checkpoint(self, path: Any, state: dict[str, Any], filter: dict[str, Any] | None = None) -> None:
         path = Path(path)
         self.ensure_every_rank_saves(path)
+        sharded_checkpoint.check_target(path)
         if self.state_dict_type == "sharded":
             sharded_checkpoint.save_sharded(path, state, filter, lambda: self.barrier("fabric.save"))
             return
         checkpoint = sharded_checkpoint.full_state(state, filter)  # a collective: every rank takes part
         if self.is_global_zero:
-            self.checkpoint_io.save_checkpoint(checkpoint, path)
+            sharded_checkpoint.write_full(self.checkpoint_io, checkpoint, path)
 
     def load_checkpoint(
         self,

@@ -6,7 +6,11 @@ rank 0) holds the plain Python values of the state, so they load under
 ``weights_only=True``. A full checkpoint is one ``torch.save`` file that rank 0 writes.
 
 Directories are written next to their final path and renamed into place once every rank
-has finished, so a crash mid-save never leaves half a checkpoint at ``path``.
+has finished, so a crash mid-save never leaves half a checkpoint at ``path``. What was at
+``path`` before (an older checkpoint directory or file) is replaced; a directory that is not
+a checkpoint and not empty is never replaced: the save refuses, so no user data is deleted.
+``filter`` applies to the state dicts of models and stateful objects and to plain dict
+values, as in :meth:`Strategy.convert_state <fabric_core.strategies.strategy.Strategy.convert_state>`.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from typing import Any
 
 import torch
 import torch.distributed as dist
+from torch.distributed.checkpoint.api import CheckpointException
 from torch.distributed.checkpoint.default_planner import DefaultLoadPlanner
 from torch.distributed.checkpoint.filesystem import FileSystemReader
 from torch.distributed.checkpoint.state_dict import (
@@ -51,10 +56,24 @@ def owner_of(optimizer: Optimizer, modules: Iterable[Module]) -> Module:
     )
 
 
-def _filtered(key: str, values: dict[str, Any], filter: dict[str, Callable[[str, Any], bool]] | None) -> dict[str, Any]:
+def _filtered(key: str, values: Any, filter: dict[str, Callable[[str, Any], bool]] | None) -> Any:
     if filter is None or key not in filter:
         return values
+    if not isinstance(values, dict):
+        raise TypeError(
+            f"fabric.save(filter={{{key!r}: ...}}): the filter applies to the entries of a state dict, but "
+            f"state[{key!r}] is a {type(values).__name__}. Remove {key!r} from the filter."
+        )
     return {name: value for name, value in values.items() if filter[key](name, value)}
+
+
+def check_target(path: Path) -> None:
+    """Refuse to replace a directory that holds something other than a checkpoint."""
+    if path.is_dir() and not is_sharded_checkpoint(path) and any(path.iterdir()):
+        raise IsADirectoryError(
+            f"fabric.save({str(path)!r}): this path is a directory that is not a checkpoint and not empty; saving "
+            "would replace it and delete what it holds. Choose another path, or remove the directory first."
+        )
 
 
 def _split(state: dict[str, Any]) -> tuple[dict[str, Module], dict[str, Optimizer], dict[str, Any], dict[str, Any]]:
@@ -80,7 +99,7 @@ def save_sharded(path: Path, state: dict[str, Any], filter: dict[str, Any] | Non
     for key, optimizer in optimizers.items():
         tensors[key] = get_optimizer_state_dict(owner_of(optimizer, modules.values()), optimizer)
     meta = {key: _filtered(key, obj.state_dict(), filter) for key, obj in stateful.items()}
-    meta.update(plain)
+    meta.update({key: _filtered(key, value, filter) for key, value in plain.items()})
 
     rank = dist.get_rank()
     staging_name = [f".{path.name}.{uuid.uuid4().hex[:8]}.tmp" if rank == 0 else None]
@@ -94,11 +113,22 @@ def save_sharded(path: Path, state: dict[str, Any], filter: dict[str, Any] | Non
         CheckpointIO().save_checkpoint(meta, staging / META_FILE)
     barrier()
     if rank == 0:
-        _replace_directory(staging, path)
+        _replace(staging, path)
     barrier()
 
 
-def _replace_directory(staging: Path, path: Path) -> None:
+def write_full(io: CheckpointIO, checkpoint: dict[str, Any], path: Path) -> None:
+    """Write one checkpoint file at ``path`` (rank 0 only), replacing a sharded checkpoint directory there."""
+    if not path.is_dir():
+        io.save_checkpoint(checkpoint, path)
+        return
+    staging = path.parent / f".{path.name}.{uuid.uuid4().hex[:8]}.tmp"
+    io.save_checkpoint(checkpoint, staging)
+    _replace(staging, path)
+
+
+def _replace(staging: Path, path: Path) -> None:
+    """Move ``staging`` (a directory or a file) to ``path``, replacing what was there."""
     if path.is_file():
         path.unlink()
     if path.exists():
@@ -121,7 +151,9 @@ def load_sharded(path: Path, state: dict[str, Any] | None, strict: bool, weights
             f"{str(path)!r} is not a sharded checkpoint directory (no DCP .metadata file in it). Check the path; "
             "a single-file checkpoint loads the same way, by passing the file."
         )
-    meta = CheckpointIO().load_checkpoint(path / META_FILE, weights_only=weights_only)
+    # A DCP directory written by plain torch.distributed.checkpoint has no meta file.
+    meta_path = path / META_FILE
+    meta = CheckpointIO().load_checkpoint(meta_path, weights_only=weights_only) if meta_path.exists() else {}
     if state is None:
         raise ValueError(
             f"fabric.load({str(path)!r}) without a state cannot rebuild a sharded checkpoint: the tensors are "
@@ -145,7 +177,16 @@ def load_sharded(path: Path, state: dict[str, Any] | None, strict: bool, weights
     for key, optimizer in optimizers.items():
         if key in saved_keys:
             tensors[key] = get_optimizer_state_dict(owner_of(optimizer, modules.values()), optimizer)
-    dcp_load(tensors, checkpoint_id=path, planner=DefaultLoadPlanner(allow_partial_load=not strict))
+    try:
+        dcp_load(tensors, checkpoint_id=path, planner=DefaultLoadPlanner(allow_partial_load=not strict))
+    except CheckpointException as err:
+        # DCP's own error is a BaseException listing every rank's failure; give the one-line cause.
+        if strict and "missing key" in str(err).lower():
+            raise KeyError(
+                f"The checkpoint {str(path)!r} lacks entries the requested objects have (saved with a filter, or "
+                "from a different model). Pass strict=False to load the entries that exist."
+            ) from err
+        raise RuntimeError(f"Loading the sharded checkpoint {str(path)!r} failed: {str(err).splitlines()[0]}") from err
     for key, module in modules.items():
         if key in tensors:
             set_model_state_dict(module, tensors[key], options=StateDictOptions(strict=strict))
@@ -178,7 +219,7 @@ def full_state(state: dict[str, Any], filter: dict[str, Any] | None) -> dict[str
         elif key in stateful:
             converted[key] = _filtered(key, value.state_dict(), filter)
         else:
-            converted[key] = plain[key]
+            converted[key] = _filtered(key, plain[key], filter)
     return converted
 
 
@@ -224,8 +265,9 @@ def _load_full_optimizer(
         group.update({name: setting for name, setting in saved.items() if name != "params"})
 
 
-def consolidate(directory: Path, output: Path) -> None:
+def consolidate(directory: str | Path, output: str | Path) -> None:
     """Turn a sharded checkpoint directory into one file for ``torch.load(weights_only=True)`` (no processes needed)."""
+    directory, output = Path(directory), Path(output)
     from torch.distributed.checkpoint.format_utils import dcp_to_torch_save
 
     if not is_sharded_checkpoint(directory):

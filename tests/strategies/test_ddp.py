@@ -224,3 +224,46 @@ def test_spawn_without_main_guard_is_refused(tmp_path: Path) -> None:
     run = run_script(tmp_path, NO_GUARD)
     assert run.returncode != 0
     assert 'has no `if __name__ == "__main__":` guard' in run.output
+
+
+def test_custom_batch_sampler_gives_every_rank_the_same_number_of_batches() -> None:
+    from torch.utils.data import BatchSampler, SequentialSampler
+
+    from fabric_core.data import DistributedBatchSamplerWrapper
+
+    class EveryOther(BatchSampler):
+        pass
+
+    inner = EveryOther(SequentialSampler(range(10)), batch_size=2, drop_last=False)  # 5 batches
+    ranks = [list(DistributedBatchSamplerWrapper(inner, 2, rank)) for rank in range(2)]
+    assert [len(batches) for batches in ranks] == [3, 3]
+    assert len(DistributedBatchSamplerWrapper(inner, 2, 0)) == 3
+    assert ranks[0] == [[0, 1], [4, 5], [8, 9]] and ranks[1] == [[2, 3], [6, 7], [0, 1]]
+
+
+LAUNCH_RESULTS = """
+import sys
+import torch
+from fabric_core import Fabric
+
+def work(fabric):
+    return {"rank": fabric.global_rank, "tensor": torch.arange(3) * 2}
+
+if __name__ == "__main__":
+    fabric = Fabric(accelerator="cpu", devices=2, strategy=sys.argv[1])
+    if sys.argv[2] == "nofunction":
+        fabric.launch()
+    else:
+        result = fabric.launch(work)
+        print("RESULT", result["rank"], result["tensor"].tolist(), flush=True)
+"""
+
+
+@pytest.mark.parametrize("strategy", ["ddp_spawn", "ddp_fork"])
+def test_launch_returns_tensors_and_needs_a_function(tmp_path: Path, strategy: str) -> None:
+    run = run_script(tmp_path, LAUNCH_RESULTS, strategy, "function")
+    assert run.returncode == 0, run.output
+    assert "RESULT 0 [0, 2, 4]" in run.output
+    refused = run_script(tmp_path, LAUNCH_RESULTS, strategy, "nofunction", timeout=60)
+    assert refused.returncode != 0
+    assert "fabric.launch() needs one: fabric.launch(train)" in refused.output

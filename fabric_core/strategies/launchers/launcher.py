@@ -15,6 +15,9 @@ class Launcher(ABC):
     def is_interactive_compatible(self) -> bool:
         """Whether it works from a notebook or an interactive Python shell."""
 
+    #: whether the processes run only the function given to ``launch`` (so one is required)
+    requires_function: bool = False
+
     @abstractmethod
     def launch(self, function: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         """Start the processes, run ``function(*args, **kwargs)`` in each, return rank 0's result."""

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import pickle
 import sys
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -57,6 +58,8 @@ class MultiProcessingLauncher(Launcher):
                 f"(available: {', '.join(multiprocessing.get_all_start_methods())}). Use strategy='ddp_spawn'."
             )
 
+    requires_function = True
+
     @property
     def is_interactive_compatible(self) -> bool:
         return self._start_method == "fork"
@@ -101,7 +104,7 @@ class MultiProcessingLauncher(Launcher):
                 f"Process {err.error_index} of the run exited with code {err.exit_code} without a Python error "
                 "(killed, or out of memory?). The other processes were stopped."
             ) from None
-        return results.get() if not results.empty() else None
+        return pickle.loads(results.get()) if not results.empty() else None
 
 
 def _run_rank(
@@ -115,10 +118,8 @@ def _run_rank(
     strategy.set_local_rank(process_index)  # type: ignore[attr-defined]
     result = function(*args, **kwargs)
     if process_index == 0:
-        results.put(_to_cpu(result))
+        # Plain pickle bytes, not the queue's own pickling: torch would send tensors through
+        # shared memory that disappears when this process exits.
+        from fabric_core.utilities.apply_func import move_data_to_device
 
-
-def _to_cpu(value: Any) -> Any:
-    from fabric_core.utilities.apply_func import move_data_to_device
-
-    return move_data_to_device(value, "cpu")
+        results.put(pickle.dumps(move_data_to_device(result, "cpu")))

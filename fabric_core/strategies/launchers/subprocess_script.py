@@ -12,6 +12,7 @@ from __future__ import annotations
 import atexit
 import ctypes
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -70,6 +71,7 @@ class SubprocessScriptLauncher(Launcher):
         self.procs: list[subprocess.Popen[bytes]] = []
         self._error_dir: str | None = None
         self._reported = False
+        self._report_lock = threading.Lock()
 
     @property
     def is_interactive_compatible(self) -> bool:
@@ -109,16 +111,7 @@ class SubprocessScriptLauncher(Launcher):
             time.sleep(_POLL_SECONDS)
 
     def _fail(self, local_rank: int, code: int) -> None:
-        self._reported = True
-        time.sleep(0.5)  # let the failing rank and the ranks it took down record their errors
-        found = first_error(self._error_dir) if self._error_dir else None
-        if found is not None:
-            rank, text = found
-            message = f"\nfabric: rank {rank} failed first:\n{text}"
-        else:
-            message = f"\nfabric: local rank {local_rank} exited with code {code}; see its output above.\n"
-        sys.stderr.write(message + "fabric: stopping all processes.\n")
-        sys.stderr.flush()
+        self._report(f"local rank {local_rank} exited with code {code}; see its output above")
         self._stop_children()
         os._exit(1)
 
@@ -129,14 +122,23 @@ class SubprocessScriptLauncher(Launcher):
             for process in self.procs:
                 process.wait()
         else:
-            time.sleep(0.3)  # a rank that failed earlier may still be writing its record
-            found = first_error(self._error_dir) if self._error_dir else None
-            if found is not None and found[0] != 0 and not self._reported:
-                self._reported = True
-                sys.stderr.write(
-                    f"\nfabric: rank {found[0]} failed first:\n{found[1]}fabric: stopping all processes.\n"
-                )
+            self._report("rank 0 failed; see its traceback above")
         self._stop_children()
+
+    def _report(self, fallback: str) -> None:
+        """Print, once, which rank failed first and how (the watchdog and the exit handler race for it)."""
+        with self._report_lock:
+            if self._reported:
+                return
+            self._reported = True
+            time.sleep(0.5)  # let the failing rank and the ranks it took down record their errors
+            found = first_error(self._error_dir) if self._error_dir else None
+            if found is not None:
+                message = f"\nfabric: rank {found[0]} failed first:\n{found[1]}"
+            else:
+                message = f"\nfabric: {fallback}.\n"
+            sys.stderr.write(message + "fabric: stopping all processes.\n")
+            sys.stderr.flush()
 
     def _stop_children(self) -> None:
         for process in self.procs:
@@ -148,3 +150,5 @@ class SubprocessScriptLauncher(Launcher):
                 process.wait(timeout=max(0.0, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
                 process.kill()
+        if self._error_dir is not None:
+            shutil.rmtree(self._error_dir, ignore_errors=True)
