@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch.multiprocessing.spawn import ProcessExitedException, ProcessRaisedException, start_processes
 
-from fabric_core.strategies.launchers.launcher import Launcher
+from fabric_core.strategies.launchers.launcher import Launcher, limit_threads_per_process
 
 if TYPE_CHECKING:
     from fabric_core.strategies.strategy import Strategy
@@ -89,6 +89,7 @@ class MultiProcessingLauncher(Launcher):
         context = torch.multiprocessing.get_context(self._start_method)
         results = context.SimpleQueue()
         num_processes = len(self._strategy.parallel_devices)
+        limit_threads_per_process(num_processes)
         try:
             start_processes(  # type: ignore[no-untyped-call]
                 _run_rank,
@@ -116,6 +117,7 @@ def _run_rank(
     results: Any,
 ) -> None:
     strategy.set_local_rank(process_index)  # type: ignore[attr-defined]
+    torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", torch.get_num_threads())))  # forked: not re-read
     result = function(*args, **kwargs)
     if process_index == 0:
         # Plain pickle bytes, not the queue's own pickling: torch would send tensors through

@@ -24,7 +24,7 @@ from typing import Any
 
 from fabric_core.environments.cluster_environment import ClusterEnvironment
 from fabric_core.strategies.launchers._errors import ERROR_DIR_VARIABLE, first_error, state
-from fabric_core.strategies.launchers.launcher import Launcher
+from fabric_core.strategies.launchers.launcher import Launcher, limit_threads_per_process
 
 _POLL_SECONDS = 0.1
 
@@ -90,6 +90,7 @@ class SubprocessScriptLauncher(Launcher):
         os.environ[ERROR_DIR_VARIABLE] = self._error_dir
         os.environ.setdefault("NODE_RANK", str(self.cluster_environment.node_rank()))
         os.environ["LOCAL_WORLD_SIZE"] = str(self.num_processes)
+        limit_threads_per_process(self.num_processes)
         os.environ["WORLD_SIZE"] = str(self.num_processes * self.num_nodes)
         for local_rank in range(1, self.num_processes):
             env = {**os.environ, "LOCAL_RANK": str(local_rank)}
