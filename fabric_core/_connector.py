@@ -51,13 +51,23 @@ def _from_env(argument: str, value: Any, default: Any) -> Any:
     env_value = os.environ.get(variable)
     if env_value is None:
         return value
-    if value != default and str(value) != env_value:
+    if value != default and _spelling(argument, value) != _spelling(argument, env_value):
         flag = "--" + argument.replace("_", "-")
         raise ValueError(
             f"Your code has Fabric({argument}={value!r}), which conflicts with {flag}={env_value} set through "
             f"the command line ({variable}). Remove one of the two."
         )
     return env_value
+
+
+def _spelling(argument: str, value: Any) -> str:
+    """One spelling per meaning, so ``precision=16`` agrees with ``--precision 16-mixed``
+    and ``devices=[0, 1]`` with ``--devices 0,1``."""
+    if argument == "precision" and isinstance(value, (int, str)) and not isinstance(value, bool):
+        return PRECISION_ALIASES.get(str(value), str(value))
+    if argument == "devices" and isinstance(value, (list, tuple)):
+        return ",".join(str(item) for item in value)
+    return str(value).replace(" ", "")
 
 
 def normalize_precision(precision: Any) -> str:

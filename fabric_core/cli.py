@@ -182,7 +182,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     if handler is None:
         parser.print_help()
         return 2
-    result: int = handler(args)
+    try:
+        result: int = handler(args)
+    except BrokenPipeError:
+        # The reader went away (`fabric plugins --json | head`): not an error of ours.
+        sys.stderr.close()
+        return 0
     return result
 
 

@@ -345,3 +345,14 @@ def test_environment_agreeing_with_code_or_filling_a_default(monkeypatch: pytest
     fabric = Fabric()
     assert fabric.strategy.precision.precision == "bf16-mixed"
     assert isinstance(fabric.strategy, SingleDeviceStrategy)
+
+
+def test_cli_values_that_mean_the_same_as_the_code_do_not_conflict(monkeypatch: pytest.MonkeyPatch) -> None:
+    from fabric_core._connector import _from_env
+
+    monkeypatch.setenv("FABRIC_PRECISION", "16-mixed")
+    assert _from_env("precision", 16, None) == "16-mixed"
+    monkeypatch.setenv("FABRIC_DEVICES", "0,1")
+    assert _from_env("devices", [0, 1], "auto") == "0,1"
+    with pytest.raises(ValueError, match=r"Fabric\(devices=\[0, 2\]\), which conflicts with --devices=0,1"):
+        _from_env("devices", [0, 2], "auto")
