@@ -11,33 +11,12 @@ import torch
 from fabric_core import Fabric
 from fabric_core.strategies import sharded_checkpoint
 from fabric_core.strategies.fsdp import FSDPStrategy
+from tests.helpers.fsdp_scripts import MODEL_AND_DATA
 from tests.helpers.processes import run_script
 
-COMMON = """
-import json, sys
-import torch
-import torch.distributed as dist
-from torch import nn
-from fabric_core import Fabric
-from fabric_core.strategies.fsdp import FSDPStrategy
-
-class Block(nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.a = nn.Linear(16, 16)
-        self.b = nn.Linear(16, 16)
-
-    def forward(self, x):
-        return x + self.b(torch.relu(self.a(x)))
-
-def make_model():
-    torch.manual_seed(0)
-    return nn.Sequential(nn.Linear(8, 16), Block(), Block(), nn.Linear(16, 2))
-
-def batches(seed, steps):
-    g = torch.Generator().manual_seed(seed)
-    return [(torch.randn(4, 8, generator=g), torch.randn(4, 2, generator=g)) for _ in range(steps)]
-
+COMMON = (
+    MODEL_AND_DATA
+    + """
 def train(fabric, model, optimizer, data):
     losses = []
     for x, y in data:
@@ -48,6 +27,7 @@ def train(fabric, model, optimizer, data):
         losses.append(loss.item())
     return losses
 """
+)
 
 PARITY = (
     COMMON

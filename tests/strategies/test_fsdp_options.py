@@ -13,32 +13,12 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers.fsdp_scripts import MODEL_AND_DATA
 from tests.helpers.processes import run_script
 
-COMMON = """
-import sys
-import torch
-from torch import nn
-from fabric_core import Fabric
-from fabric_core.strategies.fsdp import FSDPStrategy
-
-class Block(nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.a = nn.Linear(16, 16)
-        self.b = nn.Linear(16, 16)
-
-    def forward(self, x):
-        return x + self.b(torch.relu(self.a(x)))
-
-def make_model():
-    torch.manual_seed(0)
-    return nn.Sequential(nn.Linear(8, 16), Block(), Block(), nn.Linear(16, 2))
-
-def batches(seed, steps):
-    g = torch.Generator().manual_seed(seed)
-    return [(torch.randn(4, 8, generator=g), torch.randn(4, 2, generator=g)) for _ in range(steps)]
-
+COMMON = (
+    MODEL_AND_DATA
+    + """
 def step(fabric, model, optimizer, x, y):
     loss = nn.functional.mse_loss(model(x), y)
     fabric.backward(loss)
@@ -55,6 +35,7 @@ def expect_error(kind, words, function, *args, **kwargs):
     else:
         raise AssertionError(f"expected {kind.__name__} mentioning {words}")
 """
+)
 
 # -- sharding strategies, CPU offload, precisions ------------------------------------------
 
