@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 
+from fabric_core._logging import get_logger
+
 
 class ClusterEnvironment(ABC):
     """Tells a process its place in the job: ranks, world size, main address and port.
@@ -58,3 +60,25 @@ class ClusterEnvironment(ABC):
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}()"
+
+
+class ExternallyLaunchedEnvironment(ClusterEnvironment):
+    """An environment whose launcher (torchrun, SLURM, jsrun, mpirun, a PyTorchJob) starts the
+    processes and fixes their ranks: Fabric's requests to set them are ignored."""
+
+    #: who decides the ranks, for the debug message
+    launcher_name: str = "the launcher"
+
+    @property
+    def creates_processes_externally(self) -> bool:
+        return True
+
+    def set_world_size(self, size: int) -> None:
+        get_logger(__name__).debug(
+            f"{self.launcher_name} decides the world size; set_world_size ignored", requested=size
+        )
+
+    def set_global_rank(self, rank: int) -> None:
+        get_logger(__name__).debug(
+            f"{self.launcher_name} decides the global rank; set_global_rank ignored", requested=rank
+        )

@@ -12,23 +12,19 @@ from __future__ import annotations
 
 import os
 
-from fabric_core import _logging
 from fabric_core.environments._variables import read_int
-from fabric_core.environments.cluster_environment import ClusterEnvironment
+from fabric_core.environments.cluster_environment import ExternallyLaunchedEnvironment
 
 __all__ = ["KubeflowEnvironment"]
 
-_log = _logging.get_logger(__name__)
 _OWNER = "KubeflowEnvironment"
 _HINT = "The Kubeflow training operator sets it in every pod of a PyTorchJob."
 
 
-class KubeflowEnvironment(ClusterEnvironment):
+class KubeflowEnvironment(ExternallyLaunchedEnvironment):
     """Rank and world size from a PyTorchJob's ``RANK`` / ``WORLD_SIZE``; one process per pod."""
 
-    @property
-    def creates_processes_externally(self) -> bool:
-        return True
+    launcher_name = "the PyTorchJob"
 
     @property
     def main_address(self) -> str:
@@ -49,14 +45,8 @@ class KubeflowEnvironment(ClusterEnvironment):
     def world_size(self) -> int:
         return read_int("WORLD_SIZE", owner=_OWNER, hint=_HINT)
 
-    def set_world_size(self, size: int) -> None:
-        _log.debug("the PyTorchJob decides the world size; set_world_size ignored", requested=size)
-
     def global_rank(self) -> int:
         return read_int("RANK", owner=_OWNER, hint=_HINT)
-
-    def set_global_rank(self, rank: int) -> None:
-        _log.debug("the PyTorchJob decides the global rank; set_global_rank ignored", requested=rank)
 
     def local_rank(self) -> int:
         return 0

@@ -17,13 +17,11 @@ from __future__ import annotations
 import os
 import socket
 
-from fabric_core import _logging
 from fabric_core.environments._variables import read_int
-from fabric_core.environments.cluster_environment import ClusterEnvironment
+from fabric_core.environments.cluster_environment import ExternallyLaunchedEnvironment
 
 __all__ = ["LSFEnvironment"]
 
-_log = _logging.get_logger(__name__)
 _OWNER = "LSFEnvironment"
 _HINT = "jsrun sets it for every task it starts: run the script as `jsrun ... python script.py`."
 #: ``main_port`` is this plus ``LSB_JOBID % 1000``.
@@ -34,12 +32,10 @@ def _short(host: str) -> str:
     return host.split(".", 1)[0]
 
 
-class LSFEnvironment(ClusterEnvironment):
+class LSFEnvironment(ExternallyLaunchedEnvironment):
     """Ranks from jsrun's ``JSM_NAMESPACE_*`` variables, hosts from LSF's rank file."""
 
-    @property
-    def creates_processes_externally(self) -> bool:
-        return True
+    launcher_name = "jsrun"
 
     @property
     def main_address(self) -> str:
@@ -64,14 +60,8 @@ class LSFEnvironment(ClusterEnvironment):
     def world_size(self) -> int:
         return read_int("JSM_NAMESPACE_SIZE", owner=_OWNER, hint=_HINT)
 
-    def set_world_size(self, size: int) -> None:
-        _log.debug("jsrun decides the world size; set_world_size ignored", requested=size)
-
     def global_rank(self) -> int:
         return read_int("JSM_NAMESPACE_RANK", owner=_OWNER, hint=_HINT)
-
-    def set_global_rank(self, rank: int) -> None:
-        _log.debug("jsrun decides the global rank; set_global_rank ignored", requested=rank)
 
     def local_rank(self) -> int:
         return read_int("JSM_NAMESPACE_LOCAL_RANK", owner=_OWNER, hint=_HINT)

@@ -47,7 +47,7 @@ from typing import Any
 
 from fabric_core import _logging
 from fabric_core.environments._variables import first_set, read_int
-from fabric_core.environments.cluster_environment import ClusterEnvironment
+from fabric_core.environments.cluster_environment import ExternallyLaunchedEnvironment
 from fabric_core.environments.local import find_free_port
 
 __all__ = ["MPIEnvironment"]
@@ -101,7 +101,7 @@ class _Layout:
     main_port: int
 
 
-class MPIEnvironment(ClusterEnvironment):
+class MPIEnvironment(ExternallyLaunchedEnvironment):
     """Ranks and world size from MPI (mpi4py), or from the MPI launcher's variables without it.
 
     The layout is read once, on first use, by every process at the same point (with
@@ -109,14 +109,12 @@ class MPIEnvironment(ClusterEnvironment):
     environment, as Fabric does).
     """
 
+    launcher_name = "MPI"
+
     def __init__(self) -> None:
         self._layout: _Layout | None = None
 
     # -- ClusterEnvironment -----------------------------------------------------------------
-
-    @property
-    def creates_processes_externally(self) -> bool:
-        return True
 
     @property
     def main_address(self) -> str:
@@ -141,14 +139,8 @@ class MPIEnvironment(ClusterEnvironment):
     def world_size(self) -> int:
         return self._resolve().world_size
 
-    def set_world_size(self, size: int) -> None:
-        _log.debug("MPI decides the world size; set_world_size ignored", requested=size)
-
     def global_rank(self) -> int:
         return self._resolve().global_rank
-
-    def set_global_rank(self, rank: int) -> None:
-        _log.debug("MPI decides the global rank; set_global_rank ignored", requested=rank)
 
     def local_rank(self) -> int:
         return self._resolve().local_rank

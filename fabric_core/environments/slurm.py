@@ -31,7 +31,7 @@ from typing import Any
 from fabric_core import _logging
 from fabric_core.environments._hostlist import first_host
 from fabric_core.environments._variables import first_set, read_int
-from fabric_core.environments.cluster_environment import ClusterEnvironment
+from fabric_core.environments.cluster_environment import ExternallyLaunchedEnvironment
 
 __all__ = ["SLURMEnvironment", "parse_tasks_per_node"]
 
@@ -78,7 +78,7 @@ def _is_interactive() -> bool:
     return _job_name() in INTERACTIVE_JOB_NAMES
 
 
-class SLURMEnvironment(ClusterEnvironment):
+class SLURMEnvironment(ExternallyLaunchedEnvironment):
     """Ranks, world size and rendezvous address from the variables SLURM sets for each task.
 
     :param auto_requeue: on global rank 0, handle ``requeue_signal`` by requeueing the job
@@ -89,6 +89,8 @@ class SLURMEnvironment(ClusterEnvironment):
     :param requeue_command: the command to run, the job id appended;
         ``("scontrol", "requeue")`` (found on ``PATH``) by default.
     """
+
+    launcher_name = "SLURM"
 
     def __init__(
         self,
@@ -118,10 +120,6 @@ class SLURMEnvironment(ClusterEnvironment):
             self._install_requeue_handler()
 
     # -- ClusterEnvironment -----------------------------------------------------------------
-
-    @property
-    def creates_processes_externally(self) -> bool:
-        return True
 
     @property
     def main_address(self) -> str:
@@ -156,14 +154,8 @@ class SLURMEnvironment(ClusterEnvironment):
     def world_size(self) -> int:
         return read_int("SLURM_NTASKS", owner=_OWNER, hint=_HINT)
 
-    def set_world_size(self, size: int) -> None:
-        _log.debug("SLURM decides the world size; set_world_size ignored", requested=size)
-
     def global_rank(self) -> int:
         return read_int("SLURM_PROCID", owner=_OWNER, hint=_HINT)
-
-    def set_global_rank(self, rank: int) -> None:
-        _log.debug("SLURM decides the global rank; set_global_rank ignored", requested=rank)
 
     def local_rank(self) -> int:
         return read_int("SLURM_LOCALID", owner=_OWNER, hint=_HINT)

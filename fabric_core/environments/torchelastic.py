@@ -4,15 +4,13 @@ from __future__ import annotations
 
 import os
 
-from fabric_core.environments.cluster_environment import ClusterEnvironment
+from fabric_core.environments.cluster_environment import ExternallyLaunchedEnvironment
 
 
-class TorchElasticEnvironment(ClusterEnvironment):
+class TorchElasticEnvironment(ExternallyLaunchedEnvironment):
     """Reads ranks and the rendezvous address from the variables torchrun sets."""
 
-    @property
-    def creates_processes_externally(self) -> bool:
-        return True
+    launcher_name = "torchrun"
 
     @property
     def main_address(self) -> str:
@@ -30,14 +28,8 @@ class TorchElasticEnvironment(ClusterEnvironment):
     def world_size(self) -> int:
         return int(os.environ["WORLD_SIZE"])
 
-    def set_world_size(self, size: int) -> None:
-        pass  # torchrun decides
-
     def global_rank(self) -> int:
         return int(os.environ["RANK"])
-
-    def set_global_rank(self, rank: int) -> None:
-        pass  # torchrun decides
 
     def local_rank(self) -> int:
         return int(os.environ["LOCAL_RANK"])
