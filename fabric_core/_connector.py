@@ -14,11 +14,13 @@ import warnings
 from dataclasses import dataclass, field
 from typing import Any
 
+from fabric_core._discovery import discover
 from fabric_core._lookup import lookup
 from fabric_core.accelerators.accelerator import Accelerator
 from fabric_core.checkpoint_io import CheckpointIO
 from fabric_core.environments.cluster_environment import ClusterEnvironment
 from fabric_core.precision.precision import Precision
+from fabric_core.registry import Registry
 from fabric_core.strategies.strategy import Strategy
 
 #: Lightning's short precision spellings and what they mean.
@@ -132,10 +134,10 @@ def _select_accelerator(flag: Any) -> Accelerator:
                 return accelerator
         return lookup("accelerator", "cpu").create()  # type: ignore[no-any-return]
     if name == "gpu":
+        registry = lookup_registry("accelerator")
         for candidate in ("cuda", "mps"):
-            entry = lookup_registry("accelerator")
-            if candidate in entry and entry.get(candidate).load().is_available():
-                return entry.get(candidate).create()  # type: ignore[no-any-return]
+            if candidate in registry and registry.get(candidate).load().is_available():
+                return registry.get(candidate).create()  # type: ignore[no-any-return]
         raise RuntimeError(
             "accelerator='gpu' was requested, but neither CUDA nor MPS is available here. Use "
             "accelerator='cpu' or 'auto'."
@@ -150,9 +152,8 @@ def _select_accelerator(flag: Any) -> Accelerator:
     return accelerator
 
 
-def lookup_registry(kind: str) -> Any:
-    from fabric_core._discovery import discover
-
+def lookup_registry(kind: str) -> Registry:
+    """The registry of ``kind`` from this process's discovery."""
     return discover().registry(kind)
 
 

@@ -96,7 +96,6 @@ class Fabric:
 
         self._launched = False
         self._environment_ready = False
-        self._models_setup = 0
         self._torn_down = False
         atexit.register(_teardown_at_exit, self)
 
@@ -299,7 +298,6 @@ class Fabric:
         forward_module, new_optimizers, scheduler = self._hooks.setup_model(user_module, list(optimizers), scheduler)
         wrapped = self._wrap_module(forward_module, original)
         wrapped_optimizers = [FabricOptimizer(opt, self._strategy, self._hooks) for opt in new_optimizers]
-        self._models_setup += 1
         self._hooks.on_after_setup(wrapped)
         if not optimizers:
             return wrapped if scheduler is None else (wrapped, scheduler)
@@ -316,7 +314,6 @@ class Fabric:
         user_module = self._prepare_module(module, move_to_device)
         forward_module, _, _ = self._hooks.setup_model(user_module, [], None)
         wrapped = self._wrap_module(forward_module, original)
-        self._models_setup += 1
         self._hooks.on_after_setup(wrapped)
         return wrapped
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import torch
@@ -72,7 +72,3 @@ def convert_to_tensors(data: Any, device: torch.device) -> Any:
         return torch.tensor(data, device=device)
     data = apply_to_collection(data, (int, float), lambda value: torch.tensor(value, device=device))
     return move_data_to_device(data, device)
-
-
-def is_sequence_of(data: Any, kind: type) -> bool:
-    return isinstance(data, Sequence) and not isinstance(data, str) and all(isinstance(x, kind) for x in data)
