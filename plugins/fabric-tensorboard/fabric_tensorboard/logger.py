@@ -1,0 +1,295 @@
+"""Metrics, hyperparameters and model graphs as TensorBoard event files (Lightning's ``TensorBoardLogger``)."""
+
+from __future__ import annotations
+
+import os
+import re
+import warnings
+import weakref
+from argparse import Namespace
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+from fabric_core.loggers import Logger
+from fabric_core.utilities.apply_func import move_data_to_device
+from fabric_core.utilities.rank_zero import rank_zero_only
+from fabric_core.wrappers import FabricModule
+
+from fabric_tensorboard.hparams import experiment_summaries, flatten_params, sanitize_params, session_end_summary
+
+if TYPE_CHECKING:
+    from torch.utils.tensorboard import SummaryWriter
+
+_VERSION = re.compile(r"^version_(\d+)$")
+
+
+class TensorBoardLogger(Logger):
+    """Log to ``root_dir/name/version_N`` in TensorBoard's format, on global rank 0.
+
+    The writer is a :class:`torch.utils.tensorboard.SummaryWriter`, created on first use
+    (``tensorboard`` is imported then, not before). View the logs with
+    ``tensorboard --logdir root_dir``.
+
+    :param root_dir: the folder for all experiments.
+    :param name: the experiment's folder under ``root_dir`` (``""`` or ``None`` for none).
+    :param version: an int (folder ``version_N``) or a folder name used as it is; when
+        omitted, the next free number after the existing ``version_N`` folders.
+    :param default_hp_metric: when :meth:`log_hyperparams` gets no metrics, log a placeholder
+        ``hp_metric`` of -1 at step 0, so that TensorBoard's HPARAMS tab has a metric column.
+    :param prefix: prepended to every metric name, joined with ``-``.
+    :param sub_dir: a folder under the version folder to write into (``version_0/train``).
+    :param kwargs: passed on to ``SummaryWriter`` (``max_queue``, ``flush_secs``,
+        ``filename_suffix``, ``purge_step``, ...).
+    """
+
+    LOGGER_JOIN_CHAR = "-"
+
+    def __init__(
+        self,
+        root_dir: str | Path,
+        name: str | None = "lightning_logs",
+        version: int | str | None = None,
+        default_hp_metric: bool = True,
+        prefix: str = "",
+        sub_dir: str | Path | None = None,
+        **kwargs: Any,
+    ) -> None:
+        if version is not None and (isinstance(version, bool) or not isinstance(version, (int, str))):
+            raise TypeError(f"TensorBoardLogger(version={version!r}): expected an int, a folder name or None.")
+        if "log_dir" in kwargs or "logdir" in kwargs:
+            raise TypeError(
+                "TensorBoardLogger got a SummaryWriter log_dir; the folder is root_dir/name/version/sub_dir. "
+                "Pass root_dir=, name=, version= and sub_dir= instead."
+            )
+        self._root_dir = os.fspath(root_dir)
+        self._name = name or ""
+        self._version = version
+        self._sub_dir = None if sub_dir is None else os.fspath(sub_dir)
+        self._default_hp_metric = default_hp_metric
+        self._prefix = prefix
+        self._kwargs = kwargs
+        self._experiment: SummaryWriter | None = None
+        self._open = False  # whether something was written since the writer was last closed
+        self._steps_logged = 0
+        self._hparams: dict[str, bool | int | float | str] = {}
+        self._hparam_metrics: list[str] = []
+
+    # -- where --------------------------------------------------------------------------------
+
+    @property
+    def name(self) -> str:
+        return self._name
+
+    @property
+    def version(self) -> int | str:
+        """The version given, or the next free ``version_N`` number (decided on first use)."""
+        if self._version is None:
+            self._version = self._next_version()
+        return self._version
+
+    @property
+    def root_dir(self) -> str:
+        return self._root_dir
+
+    @property
+    def sub_dir(self) -> str | None:
+        return self._sub_dir
+
+    @property
+    def log_dir(self) -> str:
+        """``root_dir/name/version_N[/sub_dir]``, with ``~`` and ``$VARIABLES`` expanded."""
+        version = self.version
+        folder = version if isinstance(version, str) else f"version_{version}"
+        path = os.path.join(self._root_dir, self._name, folder)
+        if self._sub_dir is not None:
+            path = os.path.join(path, self._sub_dir)
+        return os.path.expanduser(os.path.expandvars(path))
+
+    def _next_version(self) -> int:
+        folder = Path(os.path.expanduser(os.path.expandvars(os.path.join(self._root_dir, self._name))))
+        if not folder.is_dir():
+            return 0
+        found = [
+            int(match.group(1))
+            for child in folder.iterdir()
+            if child.is_dir() and (match := _VERSION.match(child.name))
+        ]
+        return max(found) + 1 if found else 0
+
+    # -- the writer ---------------------------------------------------------------------------
+
+    @property
+    def experiment(self) -> SummaryWriter:
+        """The ``SummaryWriter``, for anything TensorBoard offers (``logger.experiment.add_histogram(...)``).
+
+        On ranks other than global rank 0 this is a stand-in whose methods do nothing, so
+        code that writes through it need not check the rank.
+        """
+        if rank_zero_only.rank != 0:  # type: ignore[attr-defined]
+            return _NoExperiment()  # type: ignore[return-value]
+        if self._experiment is None:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self._experiment = SummaryWriter(log_dir=self.log_dir, **self._kwargs)
+            # A safety net for a logger used without Fabric, or a Fabric never torn down:
+            # events still queued are written when the logger is collected or Python exits.
+            weakref.finalize(self, self._experiment.close)
+        self._open = True
+        return self._experiment
+
+    # -- writing ------------------------------------------------------------------------------
+
+    @rank_zero_only
+    def log_metrics(self, metrics: Mapping[str, Any], step: int | None = None) -> None:
+        """Write each metric as a scalar at ``step``.
+
+        Values are numbers or one-element tensors. A dict value becomes one chart with a
+        line per key (``SummaryWriter.add_scalars``). Without a ``step``, the step is the
+        number of earlier :meth:`log_metrics` calls of this logger.
+        """
+        if step is None:
+            step = self._steps_logged
+        self._steps_logged += 1
+        self._write_scalars(metrics, step)
+
+    def _write_scalars(self, metrics: Mapping[str, Any], step: int) -> None:
+        writer = self.experiment
+        for key, value in metrics.items():
+            tag = f"{self._prefix}{self.LOGGER_JOIN_CHAR}{key}" if self._prefix else str(key)
+            if isinstance(value, Mapping):
+                writer.add_scalars(tag, {str(k): _scalar(f"{tag}/{k}", v) for k, v in value.items()}, step)
+            else:
+                writer.add_scalar(tag, _scalar(tag, value), step)
+
+    @rank_zero_only
+    def log_hyperparams(  # type: ignore[override]
+        self,
+        params: Mapping[str, Any] | Namespace | None,
+        metrics: Mapping[str, Any] | float | torch.Tensor | None = None,
+    ) -> None:
+        """Record hyperparameters for TensorBoard's HPARAMS tab, with the metrics to show beside them.
+
+        Nested dicts are flattened (``{"optim": {"lr": 0.1}}`` to ``optim/lr``); values other
+        than numbers, strings and booleans are written as their ``str``. Each call adds to
+        what earlier calls gave. ``metrics`` (a dict, or one value for ``hp_metric``) are
+        logged as scalars at step 0; without them, ``hp_metric`` is -1 when
+        ``default_hp_metric`` is on.
+        """
+        flat = flatten_params(params) if params is not None else {}
+        self._hparams.update(sanitize_params(flat))
+        if metrics is None:
+            metrics = {"hp_metric": -1} if self._default_hp_metric else {}
+        elif not isinstance(metrics, Mapping):
+            metrics = {"hp_metric": metrics}
+        if metrics:
+            self._write_scalars(metrics, 0)
+        for key in metrics:
+            tag = f"{self._prefix}{self.LOGGER_JOIN_CHAR}{key}" if self._prefix else str(key)
+            if tag not in self._hparam_metrics:
+                self._hparam_metrics.append(tag)
+        file_writer = _file_writer(self.experiment)
+        for summary in experiment_summaries(self._hparams, self._hparam_metrics):
+            file_writer.add_summary(summary)
+
+    @rank_zero_only
+    def log_graph(self, model: torch.nn.Module, input_array: Any = None) -> None:
+        """Trace ``model`` with ``input_array`` (or ``model.example_input_array``) and write its graph.
+
+        A model set up by Fabric is traced through the user's own module. Without an input,
+        or with one that cannot be traced (not a tensor, tuple or list), nothing is written
+        and a ``UserWarning`` says why.
+        """
+        module = model.module if isinstance(model, FabricModule) else model
+        if input_array is None:
+            input_array = getattr(module, "example_input_array", None)
+        if input_array is None:
+            warnings.warn(
+                f"TensorBoardLogger.log_graph({type(module).__name__}) wrote no graph: it needs an input to trace "
+                "the model with, and got none. Pass log_graph(model, input_array) or set model.example_input_array.",
+                UserWarning,
+                stacklevel=3,
+            )
+            return
+        if not isinstance(input_array, (torch.Tensor, tuple, list)):
+            warnings.warn(
+                f"TensorBoardLogger.log_graph({type(module).__name__}) wrote no graph: the input is a "
+                f"{type(input_array).__name__}, which TensorBoard cannot trace. Pass a tensor, or a tuple of the "
+                "positional arguments of the model's forward().",
+                UserWarning,
+                stacklevel=3,
+            )
+            return
+        parameter = next(module.parameters(), None)
+        if parameter is not None:
+            input_array = move_data_to_device(input_array, parameter.device)
+        self.experiment.add_graph(module, input_array)
+
+    @rank_zero_only
+    def save(self) -> None:
+        """Write the queued events to disk."""
+        if self._experiment is not None and self._open:
+            self._experiment.flush()
+
+    @rank_zero_only
+    def finalize(self, status: str) -> None:
+        """Record the run's ``status`` (with hyperparameters, for the HPARAMS tab), write everything and close."""
+        if self._experiment is None or not self._open:
+            return
+        if self._hparams or self._hparam_metrics:
+            _file_writer(self._experiment).add_summary(session_end_summary(status))
+        self._experiment.flush()
+        self._experiment.close()
+        self._open = False
+
+    def __getstate__(self) -> dict[str, Any]:
+        # A copy sent to another process (``ddp_spawn``) makes its own writer there.
+        state = self.__dict__.copy()
+        state["_experiment"] = None
+        state["_open"] = False
+        return state
+
+    def __repr__(self) -> str:
+        return f"TensorBoardLogger(root_dir={self._root_dir!r}, name={self._name!r}, version={self._version!r})"
+
+
+def _file_writer(writer: SummaryWriter) -> Any:
+    """The writer's own event file (``add_scalars`` writes others beside it), reopened if it was closed."""
+    return writer._get_file_writer()  # type: ignore[no-untyped-call]
+
+
+def _scalar(tag: str, value: Any) -> float:
+    """``value`` as a number TensorBoard can plot, or a ``ValueError`` that names the metric."""
+    if isinstance(value, torch.Tensor):
+        if value.numel() != 1:
+            raise ValueError(
+                f"TensorBoardLogger cannot log metric {tag!r}: it is a tensor of {value.numel()} elements "
+                f"(shape {tuple(value.shape)}), and a scalar is one number. Reduce it first, e.g. with .mean()."
+            )
+        value = value.item()
+    elif isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, (int, float)):
+        return float(value)
+    raise ValueError(
+        f"TensorBoardLogger cannot log metric {tag!r}: its value {value!r} is a {type(value).__name__}, and "
+        "TensorBoard plots numbers. Log a number, a one-element tensor, or a dict of numbers (one chart, a line each)."
+    )
+
+
+class _NoExperiment:
+    """``experiment`` on ranks other than 0: any method call or item access does nothing."""
+
+    def _nothing(self, *args: Any, **kwargs: Any) -> None:
+        return None
+
+    def __getattr__(self, name: str) -> Any:
+        return self._nothing
+
+    def __getitem__(self, key: Any) -> _NoExperiment:
+        return self
+
+    def __setitem__(self, key: Any, value: Any) -> None:
+        pass
