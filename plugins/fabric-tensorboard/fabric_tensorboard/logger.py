@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import re
 import warnings
@@ -59,6 +60,7 @@ class TensorBoardLogger(Logger):
     ) -> None:
         if version is not None and (isinstance(version, bool) or not isinstance(version, (int, str))):
             raise TypeError(f"TensorBoardLogger(version={version!r}): expected an int, a folder name or None.")
+        _require_tensorboard()
         if "log_dir" in kwargs or "logdir" in kwargs:
             raise TypeError(
                 "TensorBoardLogger got a SummaryWriter log_dir; the folder is root_dir/name/version/sub_dir. "
@@ -74,8 +76,7 @@ class TensorBoardLogger(Logger):
         self._experiment: SummaryWriter | None = None
         self._open = False  # whether something was written since the writer was last closed
         self._steps_logged = 0
-        self._hparams: dict[str, bool | int | float | str] = {}
-        self._hparam_metrics: list[str] = []
+        self._hparams_logged = False
 
     # -- where --------------------------------------------------------------------------------
 
@@ -131,8 +132,7 @@ class TensorBoardLogger(Logger):
         if rank_zero_only.rank != 0:  # type: ignore[attr-defined]
             return _NoExperiment()  # type: ignore[return-value]
         if self._experiment is None:
-            from torch.utils.tensorboard import SummaryWriter
-
+            SummaryWriter = _import_summary_writer()
             self._experiment = SummaryWriter(log_dir=self.log_dir, **self._kwargs)
             # A safety net for a logger used without Fabric, or a Fabric never torn down:
             # events still queued are written when the logger is collected or Python exits.
@@ -158,11 +158,15 @@ class TensorBoardLogger(Logger):
     def _write_scalars(self, metrics: Mapping[str, Any], step: int) -> None:
         writer = self.experiment
         for key, value in metrics.items():
-            tag = f"{self._prefix}{self.LOGGER_JOIN_CHAR}{key}" if self._prefix else str(key)
+            tag = self._tag(key)
             if isinstance(value, Mapping):
                 writer.add_scalars(tag, {str(k): _scalar(f"{tag}/{k}", v) for k, v in value.items()}, step)
             else:
                 writer.add_scalar(tag, _scalar(tag, value), step)
+
+    def _tag(self, key: Any) -> str:
+        """A metric's name in TensorBoard: ``prefix-key``, or ``key`` without a prefix."""
+        return f"{self._prefix}{self.LOGGER_JOIN_CHAR}{key}" if self._prefix else str(key)
 
     @rank_zero_only
     def log_hyperparams(  # type: ignore[override]
@@ -173,26 +177,36 @@ class TensorBoardLogger(Logger):
         """Record hyperparameters for TensorBoard's HPARAMS tab, with the metrics to show beside them.
 
         Nested dicts are flattened (``{"optim": {"lr": 0.1}}`` to ``optim/lr``); values other
-        than numbers, strings and booleans are written as their ``str``. Each call adds to
-        what earlier calls gave. ``metrics`` (a dict, or one value for ``hp_metric``) are
-        logged as scalars at step 0; without them, ``hp_metric`` is -1 when
-        ``default_hp_metric`` is on.
+        than numbers, strings and booleans are written as their ``str``. ``metrics`` (a dict,
+        or one value for ``hp_metric``) are logged as scalars at step 0, and become the
+        HPARAMS tab's metric columns, which show each metric's latest value. Without them,
+        ``hp_metric`` is -1 when ``default_hp_metric`` is on.
+
+        TensorBoard reads only the first hyperparameters written to a run folder, so call this
+        once, with all hyperparameters and the names of the metrics to show beside them. A
+        second call still logs its metrics as scalars, and warns that the rest is not shown.
         """
-        flat = flatten_params(params) if params is not None else {}
-        self._hparams.update(sanitize_params(flat))
+        values = sanitize_params(flatten_params(params) if params is not None else {})
         if metrics is None:
             metrics = {"hp_metric": -1} if self._default_hp_metric else {}
         elif not isinstance(metrics, Mapping):
             metrics = {"hp_metric": metrics}
         if metrics:
             self._write_scalars(metrics, 0)
-        for key in metrics:
-            tag = f"{self._prefix}{self.LOGGER_JOIN_CHAR}{key}" if self._prefix else str(key)
-            if tag not in self._hparam_metrics:
-                self._hparam_metrics.append(tag)
+        if self._hparams_logged:
+            warnings.warn(
+                f"TensorBoardLogger.log_hyperparams was called again for {self.log_dir}, and TensorBoard shows only "
+                f"the first hyperparameters written to a run: {sorted(values)} from this call will not appear in its "
+                "HPARAMS tab (the metrics were logged as scalars). Log all hyperparameters in one call, naming the "
+                "metrics to show beside them: log_hyperparams(params, {'val/acc': 0.0}).",
+                UserWarning,
+                stacklevel=3,
+            )
+        tags = [self._tag(key) for key in metrics]
         file_writer = _file_writer(self.experiment)
-        for summary in experiment_summaries(self._hparams, self._hparam_metrics):
+        for summary in experiment_summaries(values, tags):
             file_writer.add_summary(summary)
+        self._hparams_logged = True
 
     @rank_zero_only
     def log_graph(self, model: torch.nn.Module, input_array: Any = None) -> None:
@@ -225,7 +239,12 @@ class TensorBoardLogger(Logger):
         parameter = next(module.parameters(), None)
         if parameter is not None:
             input_array = move_data_to_device(input_array, parameter.device)
-        self.experiment.add_graph(module, input_array)
+        writer = self.experiment
+        with warnings.catch_warnings():
+            # SummaryWriter.add_graph traces with torch.jit.trace, which torch deprecates; the
+            # warning names a call the user did not make and cannot change.
+            warnings.filterwarnings("ignore", message=r"`torch\.jit\.trace", category=DeprecationWarning)
+            writer.add_graph(module, input_array)
 
     @rank_zero_only
     def save(self) -> None:
@@ -238,7 +257,7 @@ class TensorBoardLogger(Logger):
         """Record the run's ``status`` (with hyperparameters, for the HPARAMS tab), write everything and close."""
         if self._experiment is None or not self._open:
             return
-        if self._hparams or self._hparam_metrics:
+        if self._hparams_logged:
             _file_writer(self._experiment).add_summary(session_end_summary(status))
         self._experiment.flush()
         self._experiment.close()
@@ -253,6 +272,32 @@ class TensorBoardLogger(Logger):
 
     def __repr__(self) -> str:
         return f"TensorBoardLogger(root_dir={self._root_dir!r}, name={self._name!r}, version={self._version!r})"
+
+
+def _require_tensorboard() -> None:
+    """Raise ``ModuleNotFoundError`` naming the fix when the tensorboard package is missing (without importing it)."""
+    try:
+        found = importlib.util.find_spec("tensorboard") is not None
+    except (ImportError, ValueError):
+        found = False
+    if not found:
+        raise ModuleNotFoundError(
+            "TensorBoardLogger writes with the tensorboard package, which is not installed. "
+            "pip install tensorboard (or reinstall fabric-tensorboard, which depends on it).",
+            name="tensorboard",
+        )
+
+
+def _import_summary_writer() -> type[SummaryWriter]:
+    """``torch.utils.tensorboard.SummaryWriter``, or an ``ImportError`` that names the fix, the cause chained."""
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except Exception as err:
+        raise ImportError(
+            f"TensorBoardLogger could not import torch.utils.tensorboard ({type(err).__name__}: {err}). "
+            "pip install --force-reinstall tensorboard, or reinstall fabric-tensorboard."
+        ) from err
+    return SummaryWriter
 
 
 def _file_writer(writer: SummaryWriter) -> Any:
