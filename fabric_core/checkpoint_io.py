@@ -33,7 +33,18 @@ class CheckpointIO:
     never half of one. Loads use ``weights_only=True`` unless the caller opts out.
     """
 
-    def save_checkpoint(self, checkpoint: dict[str, Any], path: str | Path) -> None:
+    def save_checkpoint(self, checkpoint: dict[str, Any], path: str | Path, storage_options: Any = None) -> None:
+        """Write ``checkpoint`` to ``path`` atomically.
+
+        :param storage_options: Lightning's argument for remote file systems; plain files
+            take none, so anything but ``None`` raises ``TypeError`` (as Lightning's
+            ``TorchCheckpointIO`` does).
+        """
+        if storage_options is not None:
+            raise TypeError(
+                f"{type(self).__name__}.save_checkpoint(storage_options={storage_options!r}): writing local files "
+                "takes no storage options. Drop the argument, or pass a CheckpointIO of your own that uses them."
+            )
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         descriptor, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
@@ -47,7 +58,15 @@ class CheckpointIO:
             Path(temporary).unlink(missing_ok=True)
             raise
 
-    def load_checkpoint(self, path: str | Path, map_location: Any = "cpu", weights_only: bool = True) -> dict[str, Any]:
+    def load_checkpoint(
+        self, path: str | Path, map_location: Any = "cpu", weights_only: bool | None = None
+    ) -> dict[str, Any]:
+        """Read the dict saved at ``path``.
+
+        :param weights_only: ``None`` (Lightning's default) means ``True`` here: only
+            tensors, containers and plain values are unpickled unless the caller opts out.
+        """
+        weights_only = True if weights_only is None else weights_only
         path = Path(path)
         if not path.exists():
             raise FileNotFoundError(f"Checkpoint file not found: {str(path)!r}. Check the path.")

@@ -42,5 +42,13 @@ class Accelerator(ABC):
     def teardown(self) -> None:
         """Release what :meth:`setup_device` took."""
 
+    @classmethod
+    def register_accelerators(cls, accelerator_registry: Any) -> None:
+        """Lightning's registration classmethod, kept so subclasses written for Lightning can call it.
+
+        fabric-core never calls it: accelerators are registered through the
+        ``fabric_register_accelerators`` hook of a plugin.
+        """
+
     def __repr__(self) -> str:
         return f"{type(self).__name__}()"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from contextlib import AbstractContextManager, nullcontext
 from typing import Any
 
@@ -53,11 +54,24 @@ class Precision:
         """Cast floating-point tensors coming out of the model."""
         return data
 
+    def pre_backward(self, tensor: Tensor, module: Module | None) -> Any:
+        """Lightning's hook before :meth:`backward`; returns ``tensor`` unchanged here."""
+        return tensor
+
     def backward(self, tensor: Tensor, module: Module | None, *args: Any, **kwargs: Any) -> None:
         tensor.backward(*args, **kwargs)  # type: ignore[no-untyped-call]
 
+    def post_backward(self, tensor: Tensor, module: Module | None) -> Any:
+        """Lightning's hook after :meth:`backward`; returns ``tensor`` unchanged here."""
+        return tensor
+
     def optimizer_step(self, optimizer: Optimizer, **kwargs: Any) -> Any:
         return optimizer.step(**kwargs)
+
+    def main_params(self, optimizer: Optimizer) -> Iterator[Tensor]:
+        """The parameters the optimizer updates (the ones to clip), group by group."""
+        for group in optimizer.param_groups:
+            yield from group["params"]
 
     def unscale_gradients(self, optimizer: Optimizer) -> None:
         """Undo loss scaling on the gradients (before clipping); nothing to do here."""
@@ -67,6 +81,9 @@ class Precision:
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         pass
+
+    def teardown(self) -> None:
+        """Release what this precision holds at the end of a run (nothing here)."""
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(precision={self.precision!r})"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from abc import ABC
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -72,3 +73,19 @@ def convert_to_tensors(data: Any, device: torch.device) -> Any:
         return torch.tensor(data, device=device)
     data = apply_to_collection(data, (int, float), lambda value: torch.tensor(value, device=device))
     return move_data_to_device(data, device)
+
+
+class TransferableDataType(ABC):  # noqa: B024 (an ABC for its subclass hook, not for methods)
+    """Anything with a ``to(device)`` method: ``isinstance(obj, TransferableDataType)`` is
+    true for tensors, modules and custom batch classes that define ``to``.
+
+    (fabric-core's :func:`move_data_to_device` moves tensors in collections; a custom
+    batch object is moved when it is itself passed.)
+    """
+
+    @classmethod
+    def __subclasshook__(cls, subclass: Any) -> bool | Any:
+        if cls is TransferableDataType:
+            to = getattr(subclass, "to", None)
+            return callable(to)
+        return NotImplemented
