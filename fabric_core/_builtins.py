@@ -113,6 +113,8 @@ def fabric_register_environments(registry: Registry) -> None:
     registry.add(
         "slurm",
         "fabric_core.environments.slurm:SLURMEnvironment",
+        # Detection installs no signal handler; SLURMEnvironment() passed by the user does.
+        init_params={"auto_requeue": False},
         description="tasks started by SLURM's srun (not in interactive allocations)",
         priority=100,
     )

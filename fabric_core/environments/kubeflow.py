@@ -6,13 +6,19 @@ and ``RANK``. Those variables alone do not tell a PyTorchJob from any other prog
 exports them, so (as in Lightning Fabric) this environment is never detected: pass it
 explicitly, ``Fabric(plugins=[KubeflowEnvironment()])``. Each pod counts as a node: the
 local rank is always 0 and the node rank is the global rank.
+
+The four variables are checked when the environment is created: a missing one raises
+:class:`~fabric_core.environments._variables.MissingEnvironmentVariableError` (a
+``KeyError``, as Lightning's ``os.environ[...]`` lookups raise), a malformed one (``RANK=abc``,
+``MASTER_PORT=x``, ``RANK`` not below ``WORLD_SIZE``) an ``EnvironmentVariableError`` (a
+``ValueError``); both name the variable and its value.
 """
 
 from __future__ import annotations
 
 import os
 
-from fabric_core.environments._variables import read_int
+from fabric_core.environments._variables import MissingEnvironmentVariableError, check_rank, read_int, read_port
 from fabric_core.environments.cluster_environment import ExternallyLaunchedEnvironment
 
 __all__ = ["KubeflowEnvironment"]
@@ -26,16 +32,27 @@ class KubeflowEnvironment(ExternallyLaunchedEnvironment):
 
     launcher_name = "the PyTorchJob"
 
+    def __init__(self) -> None:
+        _ = self.main_address
+        _ = self.main_port
+        self.world_size()
+        self.global_rank()
+        check_rank("RANK", "WORLD_SIZE", owner=_OWNER, hint=_HINT)
+
     @property
     def main_address(self) -> str:
-        address = os.environ.get("MASTER_ADDR")
+        address = os.environ.get("MASTER_ADDR", "").strip()
         if not address:
-            raise RuntimeError(f"{_OWNER} needs the environment variable MASTER_ADDR, which is not set. {_HINT}")
+            raise MissingEnvironmentVariableError(
+                f"{_OWNER} needs the environment variable MASTER_ADDR, which is not set. {_HINT}"
+            )
         return address
 
     @property
     def main_port(self) -> int:
-        return read_int("MASTER_PORT", owner=_OWNER, hint=_HINT)
+        if not os.environ.get("MASTER_PORT", "").strip():
+            read_int("MASTER_PORT", owner=_OWNER, hint=_HINT)  # raises, naming the variable
+        return read_port("MASTER_PORT", owner=_OWNER)
 
     @classmethod
     def detect(cls) -> bool:
@@ -43,7 +60,7 @@ class KubeflowEnvironment(ExternallyLaunchedEnvironment):
         return False
 
     def world_size(self) -> int:
-        return read_int("WORLD_SIZE", owner=_OWNER, hint=_HINT)
+        return read_int("WORLD_SIZE", owner=_OWNER, hint=_HINT, minimum=1)
 
     def global_rank(self) -> int:
         return read_int("RANK", owner=_OWNER, hint=_HINT)

@@ -10,6 +10,10 @@ Behaviour follows Lightning Fabric's ``LSFEnvironment``:
   dropped; the main address is the first host after it, and the node rank is the position of
   this machine's host name among the distinct hosts that follow;
 * the main port is ``MASTER_PORT`` when set, else ``10000 + LSB_JOBID % 1000``.
+
+As in Lightning, the host list, the port and this machine's node rank are worked out when
+the environment is created, so a job that lacks them fails at once, with an error (a
+``ValueError``, Lightning's type, and a ``RuntimeError``) naming the variable and its value.
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ from __future__ import annotations
 import os
 import socket
 
-from fabric_core.environments._variables import read_int
+from fabric_core.environments._variables import EnvironmentVariableError, check_rank, read_int, read_port
 from fabric_core.environments.cluster_environment import ExternallyLaunchedEnvironment
 
 __all__ = ["LSFEnvironment"]
@@ -37,6 +41,18 @@ class LSFEnvironment(ExternallyLaunchedEnvironment):
 
     launcher_name = "jsrun"
 
+    def __init__(self) -> None:
+        for name in ("JSM_NAMESPACE_RANK", "JSM_NAMESPACE_LOCAL_RANK"):
+            if os.environ.get(name, "").strip():
+                read_int(name, owner=_OWNER, hint=_HINT)
+        for name in ("JSM_NAMESPACE_SIZE", "JSM_NAMESPACE_LOCAL_SIZE"):
+            if os.environ.get(name, "").strip():
+                read_int(name, owner=_OWNER, hint=_HINT, minimum=1)
+        check_rank("JSM_NAMESPACE_RANK", "JSM_NAMESPACE_SIZE", owner=_OWNER, hint=_HINT)
+        check_rank("JSM_NAMESPACE_LOCAL_RANK", "JSM_NAMESPACE_LOCAL_SIZE", owner=_OWNER, hint=_HINT)
+        _ = self.main_port
+        self.node_rank()  # reads the host list and finds this machine in it
+
     @property
     def main_address(self) -> str:
         """The first compute host of the job (the host after the launch node)."""
@@ -45,8 +61,8 @@ class LSFEnvironment(ExternallyLaunchedEnvironment):
     @property
     def main_port(self) -> int:
         """``MASTER_PORT``, else ``10000 + LSB_JOBID % 1000`` (the same on every task)."""
-        if os.environ.get("MASTER_PORT"):
-            return read_int("MASTER_PORT", owner=_OWNER, hint="Set MASTER_PORT to a free port number, or unset it.")
+        if os.environ.get("MASTER_PORT", "").strip():
+            return read_port("MASTER_PORT", owner=_OWNER)
         job_id = read_int("LSB_JOBID", owner=_OWNER, hint="LSF sets it inside a job; or set MASTER_PORT.")
         return PORT_OFFSET + job_id % 1000
 
@@ -58,7 +74,7 @@ class LSFEnvironment(ExternallyLaunchedEnvironment):
         return "LSB_JOBID" in os.environ and has_hosts and all(name in os.environ for name in jsrun)
 
     def world_size(self) -> int:
-        return read_int("JSM_NAMESPACE_SIZE", owner=_OWNER, hint=_HINT)
+        return read_int("JSM_NAMESPACE_SIZE", owner=_OWNER, hint=_HINT, minimum=1)
 
     def global_rank(self) -> int:
         return read_int("JSM_NAMESPACE_RANK", owner=_OWNER, hint=_HINT)
@@ -95,7 +111,7 @@ class LSFEnvironment(ExternallyLaunchedEnvironment):
     def hosts() -> list[str]:
         """The job's compute hosts, one entry per slot, without the launch node.
 
-        :raises RuntimeError: when neither ``LSB_DJOB_RANKFILE`` nor ``LSB_HOSTS`` gives a host.
+        :raises EnvironmentVariableError: when neither ``LSB_DJOB_RANKFILE`` nor ``LSB_HOSTS`` gives a host.
         """
         rankfile = os.environ.get("LSB_DJOB_RANKFILE")
         if rankfile:
@@ -103,7 +119,7 @@ class LSFEnvironment(ExternallyLaunchedEnvironment):
                 with open(rankfile, encoding="utf-8") as handle:
                     entries = [line.strip() for line in handle if line.strip()]
             except OSError as err:
-                raise RuntimeError(
+                raise EnvironmentVariableError(
                     f"LSFEnvironment cannot read the rank file LSB_DJOB_RANKFILE={rankfile!r}: {err}"
                 ) from err
             source = f"LSB_DJOB_RANKFILE={rankfile!r}"
@@ -111,7 +127,7 @@ class LSFEnvironment(ExternallyLaunchedEnvironment):
             entries = os.environ.get("LSB_HOSTS", "").split()
             source = "LSB_HOSTS"
         if not entries:
-            raise RuntimeError(
+            raise EnvironmentVariableError(
                 f"LSFEnvironment found no host in {source}. Run inside an LSF job (bsub) whose tasks jsrun started."
             )
         # The first entry is the launch node; a one-entry list has nothing else to offer.
@@ -125,7 +141,7 @@ class LSFEnvironment(ExternallyLaunchedEnvironment):
         for host in distinct:
             if _short(host) == _short(hostname):
                 return host
-        raise RuntimeError(
+        raise EnvironmentVariableError(
             f"LSFEnvironment: this machine ({hostname!r}) is not among the job's hosts {distinct}; the node rank "
             "cannot be determined. Check LSB_DJOB_RANKFILE / LSB_HOSTS."
         )

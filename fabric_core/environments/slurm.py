@@ -12,9 +12,16 @@ Behaviour follows Lightning Fabric's ``SLURMEnvironment``:
   ``SLURM_JOB_ID`` (every task computes the same port without talking to the others), else
   ``12910``.
 
-Optionally (``auto_requeue=True``) global rank 0 handles a signal, ``SIGUSR1`` unless told
-otherwise, by running ``scontrol requeue <job id>``; submit with ``#SBATCH
---signal=SIGUSR1@90`` to get the signal 90 seconds before the time limit.
+With ``auto_requeue=True`` (Lightning's default) global rank 0 handles a signal, ``SIGUSR1``
+unless told otherwise, by running ``scontrol requeue <job id>``; submit with ``#SBATCH
+--signal=SIGUSR1@90`` to get the signal 90 seconds before the time limit. An environment
+found by automatic detection is created with ``auto_requeue=False`` and installs no
+handler: pass ``SLURMEnvironment()`` in ``Fabric(plugins=[...])`` to be requeued.
+
+The variables that are set are checked when the environment is created: a non-integer
+rank or size, a ``MASTER_PORT`` that is not a port, or ``SLURM_PROCID`` not below
+``SLURM_NTASKS`` raises an ``EnvironmentVariableError`` (a ``RuntimeError`` and a
+``ValueError``) naming the variable and its value, instead of a hang at the rendezvous.
 """
 
 from __future__ import annotations
@@ -30,7 +37,7 @@ from typing import Any
 
 from fabric_core import _logging
 from fabric_core.environments._hostlist import first_host
-from fabric_core.environments._variables import first_set, read_int
+from fabric_core.environments._variables import check_rank, first_set, read_int, read_port
 from fabric_core.environments.cluster_environment import ExternallyLaunchedEnvironment
 
 __all__ = ["SLURMEnvironment", "parse_tasks_per_node"]
@@ -82,27 +89,24 @@ class SLURMEnvironment(ExternallyLaunchedEnvironment):
     """Ranks, world size and rendezvous address from the variables SLURM sets for each task.
 
     :param auto_requeue: on global rank 0, handle ``requeue_signal`` by requeueing the job
-        (off by default: fabric-core installs no signal handler unless asked).
-    :param requeue_signal: the signal to handle; ``SIGUSR1`` when ``auto_requeue`` is on and
-        this is ``None``. Giving a signal with ``auto_requeue=False`` is a contradiction and
-        raises.
+        (on by default, as in Lightning; automatic detection creates the environment with
+        ``auto_requeue=False``).
+    :param requeue_signal: the signal to handle; ``SIGUSR1`` when ``None`` (only handled
+        with ``auto_requeue=True``).
     :param requeue_command: the command to run, the job id appended;
         ``("scontrol", "requeue")`` (found on ``PATH``) by default.
+    :raises EnvironmentVariableError: when a SLURM variable that is set is malformed.
     """
 
     launcher_name = "SLURM"
 
     def __init__(
         self,
-        auto_requeue: bool = False,
+        auto_requeue: bool = True,
         requeue_signal: signal.Signals | None = None,
         requeue_command: Sequence[str] | None = None,
     ) -> None:
-        if requeue_signal is not None and not auto_requeue:
-            raise ValueError(
-                f"SLURMEnvironment(requeue_signal={requeue_signal!r}) has no effect without auto_requeue=True. Pass "
-                "SLURMEnvironment(auto_requeue=True, requeue_signal=...) to requeue the job on that signal."
-            )
+        self.validate_variables()
         command = tuple(DEFAULT_REQUEUE_COMMAND if requeue_command is None else requeue_command)
         if not command or not all(isinstance(part, str) and part for part in command):
             raise ValueError(
@@ -110,14 +114,29 @@ class SLURMEnvironment(ExternallyLaunchedEnvironment):
                 "such as ('scontrol', 'requeue')."
             )
         self.auto_requeue = auto_requeue
-        self.requeue_signal: signal.Signals | None = (
-            (requeue_signal if requeue_signal is not None else signal.SIGUSR1) if auto_requeue else None
-        )
+        self.requeue_signal: signal.Signals = requeue_signal if requeue_signal is not None else signal.SIGUSR1
         self.requeue_command: tuple[str, ...] = command
         self._previous_handler: _SignalHandler = None
         self._handler_installed = False
         if auto_requeue:
             self._install_requeue_handler()
+
+    @staticmethod
+    def validate_variables() -> None:
+        """Check the SLURM variables that are set: integers where integers belong, ranks in range.
+
+        :raises EnvironmentVariableError: naming the variable and its value.
+        """
+        for name in ("SLURM_NTASKS", "SLURM_NNODES"):
+            if os.environ.get(name, "").strip():
+                read_int(name, owner=_OWNER, hint=_HINT, minimum=1)
+        for name in ("SLURM_PROCID", "SLURM_LOCALID", "SLURM_NODEID"):
+            if os.environ.get(name, "").strip():
+                read_int(name, owner=_OWNER, hint=_HINT)
+        if os.environ.get("MASTER_PORT", "").strip():
+            read_port("MASTER_PORT", owner=_OWNER)
+        check_rank("SLURM_PROCID", "SLURM_NTASKS", owner=_OWNER, hint=_HINT)
+        check_rank("SLURM_NODEID", "SLURM_NNODES", owner=_OWNER, hint=_HINT)
 
     # -- ClusterEnvironment -----------------------------------------------------------------
 
@@ -139,8 +158,8 @@ class SLURMEnvironment(ExternallyLaunchedEnvironment):
     @property
     def main_port(self) -> int:
         """``MASTER_PORT``, else ``15000`` + the last four digits of ``SLURM_JOB_ID``, else ``12910``."""
-        if os.environ.get("MASTER_PORT"):
-            return read_int("MASTER_PORT", owner=_OWNER, hint="Set MASTER_PORT to a free port number, or unset it.")
+        if os.environ.get("MASTER_PORT", "").strip():
+            return read_port("MASTER_PORT", owner=_OWNER)
         digits = "".join(char for char in os.environ.get("SLURM_JOB_ID", "") if char.isdigit())
         if not digits:
             return DEFAULT_PORT
@@ -152,7 +171,7 @@ class SLURMEnvironment(ExternallyLaunchedEnvironment):
         return "SLURM_NTASKS" in os.environ and not _is_interactive()
 
     def world_size(self) -> int:
-        return read_int("SLURM_NTASKS", owner=_OWNER, hint=_HINT)
+        return read_int("SLURM_NTASKS", owner=_OWNER, hint=_HINT, minimum=1)
 
     def global_rank(self) -> int:
         return read_int("SLURM_PROCID", owner=_OWNER, hint=_HINT)
@@ -212,7 +231,7 @@ class SLURMEnvironment(ExternallyLaunchedEnvironment):
 
     def teardown(self) -> None:
         """Put back the signal handler that was there before the requeue handler."""
-        if self._handler_installed and self.requeue_signal is not None:
+        if self._handler_installed:
             previous = self._previous_handler
             # None: the previous handler was not installed from Python; the default is the best guess.
             signal.signal(self.requeue_signal, signal.SIG_DFL if previous is None else previous)
@@ -220,8 +239,7 @@ class SLURMEnvironment(ExternallyLaunchedEnvironment):
 
     def __repr__(self) -> str:
         if not self.auto_requeue:
-            return "SLURMEnvironment()"
-        assert self.requeue_signal is not None
+            return "SLURMEnvironment(auto_requeue=False)"
         return f"SLURMEnvironment(auto_requeue=True, requeue_signal={self.requeue_signal.name})"
 
     # -- SLURM specifics ----------------------------------------------------------------------
@@ -246,7 +264,6 @@ class SLURMEnvironment(ExternallyLaunchedEnvironment):
         return self._handler_installed
 
     def _install_requeue_handler(self) -> None:
-        assert self.requeue_signal is not None
         rank = os.environ.get("SLURM_PROCID", "0").strip()
         if rank != "0":
             return  # one requeue per job: only global rank 0 asks for it

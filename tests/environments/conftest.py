@@ -8,6 +8,7 @@ variable a cluster environment reads is removed first (and restored afterwards b
 from __future__ import annotations
 
 import os
+import signal
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -63,6 +64,15 @@ def clean_cluster_env(monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.delenv(name)
 
 
+@pytest.fixture(autouse=True)
+def restore_requeue_signal() -> Iterator[None]:
+    """``SLURMEnvironment()`` requeues on SIGUSR1 by default (Lightning's default): put back
+    the handler of the test process after each test."""
+    before = signal.getsignal(signal.SIGUSR1)
+    yield
+    signal.signal(signal.SIGUSR1, before)
+
+
 @pytest.fixture
 def slurm_env(monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
     """A one-node, four-task SLURM batch job as seen by task 0; tests override single variables."""
@@ -84,6 +94,7 @@ def slurm_env(monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
 
 
 TORCHRUN = {
+    "TORCHELASTIC_RUN_ID": "none",  # what detection looks at, as in Lightning
     "RANK": "0",
     "GROUP_RANK": "0",
     "LOCAL_RANK": "0",

@@ -60,11 +60,30 @@ def test_validate_settings() -> None:
 
 
 @pytest.mark.parametrize("missing", ["MASTER_ADDR", "MASTER_PORT", "WORLD_SIZE", "RANK"])
-def test_missing_variable_is_named(pytorch_job: None, monkeypatch: pytest.MonkeyPatch, missing: str) -> None:
+def test_missing_variable_is_named_at_construction(
+    pytorch_job: None, monkeypatch: pytest.MonkeyPatch, missing: str
+) -> None:
+    # Checked when the environment is created (it used to fail at first use); a KeyError, as Lightning's.
     monkeypatch.delenv(missing)
-    env = KubeflowEnvironment()
-    with pytest.raises(RuntimeError, match=f"{missing}, which is not set.*PyTorchJob"):
-        _ = (env.main_address, env.main_port, env.world_size(), env.global_rank())
+    with pytest.raises(KeyError, match=f"{missing}, which is not set.*PyTorchJob"):
+        KubeflowEnvironment()
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "message"),
+    [
+        ("RANK", "abc", "RANK='abc' is not an integer"),
+        ("MASTER_PORT", "x", "MASTER_PORT='x' is not an integer"),
+        ("MASTER_PORT", "70000", "MASTER_PORT='70000' is not a port number"),
+        ("RANK", "3", "RANK=3 is not below WORLD_SIZE=3"),
+    ],
+)
+def test_malformed_variable_is_named_at_construction(
+    pytorch_job: None, monkeypatch: pytest.MonkeyPatch, variable: str, value: str, message: str
+) -> None:
+    monkeypatch.setenv(variable, value)
+    with pytest.raises(ValueError, match=message):
+        KubeflowEnvironment()
 
 
 def test_single_pod_job_trains_through_fabric(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -62,24 +62,35 @@ def test_unknown_host_is_reported(lsf_env: Path) -> None:
         LSFEnvironment().node_rank()
 
 
+# This machine must be in the host list: as in Lightning, the environment finds its node
+# rank when it is created.
+
+
 def test_main_address_skips_the_launch_node(lsf_env: Path) -> None:
     assert LSFEnvironment().main_address == socket.gethostname()
-    lsf_env.write_text("batch7\nh3\nh3\nh4\n\n")
+    lsf_env.write_text(f"batch7\nh3\nh3\n{socket.gethostname()}\n\n")
     assert LSFEnvironment().main_address == "h3"
-    assert LSFEnvironment.hosts() == ["h3", "h3", "h4"]
+    assert LSFEnvironment.hosts() == ["h3", "h3", socket.gethostname()]
 
 
 def test_hosts_from_lsb_hosts(lsf_env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("LSB_DJOB_RANKFILE")
-    monkeypatch.setenv("LSB_HOSTS", "login2 h7 h7 h8 h8")
+    host = socket.gethostname()
+    monkeypatch.setenv("LSB_HOSTS", f"login2 h7 h7 {host} {host}")
     env = LSFEnvironment()
     assert env.main_address == "h7"
-    assert env.hosts() == ["h7", "h7", "h8", "h8"]
+    assert env.hosts() == ["h7", "h7", host, host]
 
 
 def test_single_entry_host_list(lsf_env: Path) -> None:
-    lsf_env.write_text("onlyhost\n")
-    assert LSFEnvironment().main_address == "onlyhost"
+    lsf_env.write_text(f"{socket.gethostname()}\n")
+    assert LSFEnvironment().main_address == socket.gethostname()
+
+
+def test_host_list_without_this_machine_fails_at_construction(lsf_env: Path) -> None:
+    lsf_env.write_text("batch7\nh3\nh4\n")
+    with pytest.raises(ValueError, match=r"this machine \(.*\) is not among the job's hosts \['h3', 'h4'\]"):
+        LSFEnvironment()
 
 
 def test_missing_rank_file_is_reported(lsf_env: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -53,6 +53,7 @@ def test_ranks_and_world_size(slurm_env: dict[str, str], monkeypatch: pytest.Mon
     monkeypatch.setenv("SLURM_PROCID", "5")
     monkeypatch.setenv("SLURM_LOCALID", "1")
     monkeypatch.setenv("SLURM_NODEID", "1")
+    monkeypatch.setenv("SLURM_NNODES", "2")
     env = SLURMEnvironment()
     assert (env.world_size(), env.global_rank(), env.local_rank(), env.node_rank()) == (8, 5, 1, 1)
     assert env.creates_processes_externally is True
@@ -175,6 +176,8 @@ def test_local_world_size_from_uneven_tasks_per_node(
 ) -> None:
     monkeypatch.delenv("SLURM_NTASKS_PER_NODE")
     monkeypatch.setenv("SLURM_TASKS_PER_NODE", "2(x3),1")
+    monkeypatch.setenv("SLURM_NNODES", "4")
+    monkeypatch.setenv("SLURM_NTASKS", "7")
     monkeypatch.setenv("SLURM_NODEID", node)
     assert SLURMEnvironment().local_world_size() == expected
 
@@ -241,12 +244,34 @@ def test_mismatch_through_fabric_arguments(slurm_env: dict[str, str]) -> None:
 
 
 def test_repr() -> None:
-    assert repr(SLURMEnvironment()) == "SLURMEnvironment()"
+    # auto_requeue defaults to True, as in Lightning (it used to default to False here).
+    assert repr(SLURMEnvironment()) == "SLURMEnvironment(auto_requeue=True, requeue_signal=SIGUSR1)"
+    assert repr(SLURMEnvironment(auto_requeue=False)) == "SLURMEnvironment(auto_requeue=False)"
 
 
-def test_requeue_signal_without_auto_requeue_is_refused() -> None:
-    with pytest.raises(ValueError, match=r"requeue_signal=.*auto_requeue=True"):
-        SLURMEnvironment(requeue_signal=signal.SIGUSR2)
+def test_requeue_signal_without_auto_requeue_is_kept_but_not_handled() -> None:
+    # Lightning accepts the combination (this used to raise): the signal is stored, nothing is installed.
+    before = signal.getsignal(signal.SIGUSR2)
+    env = SLURMEnvironment(auto_requeue=False, requeue_signal=signal.SIGUSR2)
+    assert env.requeue_signal is signal.SIGUSR2
+    assert not env.requeue_handler_installed
+    assert signal.getsignal(signal.SIGUSR2) is before
+
+
+def test_procid_not_below_ntasks_is_refused_at_construction(
+    slurm_env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SLURM_PROCID", "4")
+    with pytest.raises(ValueError, match=r"SLURM_PROCID=4 is not below SLURM_NTASKS=4: ranks run from 0 to 3"):
+        SLURMEnvironment()
+
+
+def test_malformed_master_port_is_refused_at_construction(
+    slurm_env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("MASTER_PORT", "x")
+    with pytest.raises(RuntimeError, match=r"MASTER_PORT='x' is not an integer"):
+        SLURMEnvironment()
 
 
 @pytest.mark.parametrize("command", [[], [""], ["scontrol", 3]])

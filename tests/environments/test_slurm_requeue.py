@@ -133,10 +133,19 @@ def test_other_ranks_install_nothing(requeue_log: Path, monkeypatch: pytest.Monk
 @pytest.mark.usefixtures("job")
 def test_nothing_installed_unless_asked() -> None:
     before = signal.getsignal(signal.SIGUSR1)
-    env = SLURMEnvironment()
+    env = SLURMEnvironment(auto_requeue=False)
     assert not env.requeue_handler_installed
-    assert env.requeue_signal is None
+    assert env.requeue_signal is signal.SIGUSR1  # Lightning's default signal, stored but not handled
     assert signal.getsignal(signal.SIGUSR1) is before
+
+
+@pytest.mark.usefixtures("job")
+def test_requeue_is_on_by_default_as_in_lightning(requeue_log: Path) -> None:
+    env = SLURMEnvironment()
+    assert env.auto_requeue is True
+    assert env.requeue_handler_installed
+    env.teardown()
+    assert not env.requeue_handler_installed
 
 
 @pytest.mark.usefixtures("job")
