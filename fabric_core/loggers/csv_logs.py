@@ -18,7 +18,7 @@ import torch
 from fabric_core import _logging
 from fabric_core.loggers.logger import Logger
 from fabric_core.utilities.apply_func import convert_tensors_to_scalars
-from fabric_core.utilities.rank_zero import rank_zero_only
+from fabric_core.utilities.rank_zero import rank_zero_only, rank_zero_warn
 
 _VERSION = re.compile(r"^version_(\d+)$")
 _PLAIN_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -29,16 +29,20 @@ _log = _logging.get_logger(__name__)
 class CSVLogger(Logger):
     """Log metrics to ``root_dir/name/version_N/metrics.csv`` on global rank 0.
 
-    Each :meth:`log_metrics` call is one row: a ``step`` column, then one column per metric
-    (in the order they first appeared). Rows are buffered and written every
-    ``flush_logs_every_n_steps`` calls, by :meth:`save`, and at the end of the run (Fabric's
-    teardown; or, as a safety net, when the logger is garbage-collected or the interpreter
-    exits). When a metric appears that the file's rows lack, the file is rewritten with the
-    wider header, so no column is ever lost.
+    Each :meth:`log_metrics` call is one row; the columns are the metric names and ``step``,
+    sorted by name (Lightning's order). Rows are buffered and written by :meth:`save`, which
+    :meth:`log_metrics` calls on Lightning's schedule, after the row of every step ``s`` with
+    ``(s + 1) % flush_logs_every_n_steps == 0`` (and, so that the buffer stays bounded,
+    whenever it holds ``flush_logs_every_n_steps`` rows), and at the end of the run
+    (Fabric's teardown; or, as a safety net, when the logger is garbage-collected or the
+    interpreter exits). When a metric appears that the file's rows lack, the file is
+    rewritten with the wider header, so no column is ever lost.
 
     Without an explicit ``step``, the step is the number of earlier :meth:`log_metrics` calls
     of this logger (Lightning's CSV logger restarts it after every flush; this one does not).
-    Writing into an existing ``metrics.csv`` (a fixed ``version``) continues that file.
+    As in Lightning, a version folder that already holds files (a fixed ``version`` used
+    again) gets a warning when the first row or hyperparameter is logged, and its old
+    ``metrics.csv`` is replaced, never continued: rows of two runs never mix.
 
     :param root_dir: the folder for all experiments.
     :param name: the experiment's folder under ``root_dir`` (``""`` or ``None`` for none).
@@ -127,6 +131,7 @@ class CSVLogger(Logger):
             return
         values = vars(params) if isinstance(params, Namespace) else dict(params)
         self._hparams.update(values)
+        self._metrics_file()  # the first write into the version folder checks what is there
         os.makedirs(self.log_dir, exist_ok=True)
         lines = [f"{_yaml_key(str(key))}: {_yaml_value(value)}\n" for key, value in self._hparams.items()]
         with open(os.path.join(self.log_dir, self.HPARAMS_FILE), "w", encoding="utf-8") as file:
@@ -143,21 +148,36 @@ class CSVLogger(Logger):
         if self._prefix:
             values = {f"{self._prefix}{self.LOGGER_JOIN_CHAR}{key}": value for key, value in values.items()}
         values.pop("step", None)
-        row = {"step": self._steps_logged if step is None else step, **values}
+        if step is None:
+            step = self._steps_logged
         self._steps_logged += 1
         metrics_file = self._metrics_file()
-        metrics_file.rows.append(row)
-        if len(metrics_file.rows) >= self._flush_every:
-            metrics_file.flush()
+        metrics_file.rows.append({"step": step, **values})
+        if (step + 1) % self._flush_every == 0 or len(metrics_file.rows) >= self._flush_every:
+            self.save()
 
     def _metrics_file(self) -> _MetricsFile:
         if self._file is None:
+            self._check_log_dir()
             # Absolute, so that rows flushed later (at exit, after a chdir) land in the same file.
             self._file = _MetricsFile(os.path.abspath(self.metrics_file_path))
             # Buffered rows survive a Fabric that is never torn down: they are written when this
             # logger is garbage-collected, or at interpreter exit.
             weakref.finalize(self, _flush_at_exit, self._file)
         return self._file
+
+    def _check_log_dir(self) -> None:
+        """Warn when the version folder holds files already, and drop its old ``metrics.csv``."""
+        log_dir = self.log_dir
+        if os.path.isdir(log_dir) and os.listdir(log_dir):
+            rank_zero_warn(
+                f"CSVLogger: the log folder {log_dir!r} exists and is not empty (version={self.version!r} was used "
+                "before). Its metrics.csv is replaced by this run's; use a new version (or version=None for the next "
+                "free one) to keep it."
+            )
+            metrics = os.path.join(log_dir, self.METRICS_FILE)
+            if os.path.isfile(metrics):
+                os.remove(metrics)
 
     @rank_zero_only
     def save(self) -> None:
@@ -202,7 +222,7 @@ class _MetricsFile:
             with open(self.path, "a", newline="", encoding="utf-8") as file:
                 csv.DictWriter(file, fieldnames=columns).writerows(self.rows)
         else:
-            columns = columns + new_columns
+            columns = sorted([*columns, *new_columns])  # Lightning's column order: by name
             earlier = _read_rows(self.path) if exists else []
             # Write a new file beside the old one and swap it in: a crash mid-write loses nothing.
             partial = f"{self.path}.partial"

@@ -130,7 +130,7 @@ def test_rows_are_buffered_and_flushed_every_n_calls(tmp_path: Path) -> None:
     assert not os.path.exists(logger.metrics_file_path)
     logger.log_metrics({"loss": 0.3}, step=2)
     header, rows = read_csv(logger.metrics_file_path)
-    assert header == ["step", "loss"]
+    assert header == ["loss", "step"]  # Lightning's order: by name
     assert rows == [{"step": "0", "loss": "0.5"}, {"step": "1", "loss": "0.4"}, {"step": "2", "loss": "0.3"}]
     logger.log_metrics({"loss": 0.2}, step=3)
     assert len(read_csv(logger.metrics_file_path)[1]) == 3
@@ -167,14 +167,14 @@ def test_a_metric_named_step_is_replaced_by_the_step_column(tmp_path: Path) -> N
     logger.log_metrics({"step": 99, "loss": 1.0}, step=4)
     logger.save()
     header, rows = read_csv(logger.metrics_file_path)
-    assert header == ["step", "loss"]
+    assert header == ["loss", "step"]
     assert rows == [{"step": "4", "loss": "1.0"}]
 
 
 def test_new_metrics_after_a_flush_widen_the_header_and_keep_earlier_rows(tmp_path: Path) -> None:
     logger = CSVLogger(tmp_path, flush_logs_every_n_steps=2)
     logger.log_metrics({"train_loss": 1.0}, step=0)
-    logger.log_metrics({"train_loss": 0.9}, step=1)  # flushed: header is step,train_loss
+    logger.log_metrics({"train_loss": 0.9}, step=1)  # flushed: header is step,train_loss (by name)
     logger.log_metrics({"train_loss": 0.8, "lr": 0.1}, step=2)
     logger.log_metrics({"val_loss": 0.7}, step=2)  # flushed: both new columns
     logger.log_metrics({"train_loss": 0.6}, step=3)
@@ -182,7 +182,7 @@ def test_new_metrics_after_a_flush_widen_the_header_and_keep_earlier_rows(tmp_pa
     logger.log_metrics({"train_loss": 0.5}, step=4)
     logger.finalize("success")
     header, rows = read_csv(logger.metrics_file_path)
-    assert header == ["step", "train_loss", "lr", "val_loss", "epoch"]
+    assert header == ["epoch", "lr", "step", "train_loss", "val_loss"]
     assert rows == [
         {"step": "0", "train_loss": "1.0", "lr": "", "val_loss": "", "epoch": ""},
         {"step": "1", "train_loss": "0.9", "lr": "", "val_loss": "", "epoch": ""},
@@ -200,7 +200,7 @@ def test_fewer_metrics_than_the_header_leave_empty_cells(tmp_path: Path) -> None
     logger.log_metrics({"a": 1, "b": 2}, step=0)
     logger.log_metrics({"b": 3}, step=1)
     assert read_csv(logger.metrics_file_path) == (
-        ["step", "a", "b"],
+        ["a", "b", "step"],
         [{"step": "0", "a": "1", "b": "2"}, {"step": "1", "a": "", "b": "3"}],
     )
 
@@ -210,7 +210,7 @@ def test_prefix_is_joined_with_a_dash(tmp_path: Path) -> None:
     logger.log_metrics({"loss": 1.0, "acc": 0.5}, step=0)
     logger.save()
     header, _ = read_csv(logger.metrics_file_path)
-    assert header == ["step", "train-loss", "train-acc"]
+    assert header == ["step", "train-acc", "train-loss"]
 
 
 def test_tensors_become_numbers(tmp_path: Path) -> None:
@@ -244,18 +244,20 @@ def test_strings_with_commas_and_quotes_round_trip(tmp_path: Path) -> None:
     assert rows == [{"step": "0", "note": 'a, "quoted" value', "ünïcode": "✓"}]
 
 
-def test_a_fixed_version_continues_the_earlier_file(tmp_path: Path) -> None:
+def test_a_reused_version_warns_and_starts_a_fresh_file(tmp_path: Path) -> None:
+    # Lightning's rule (this logger used to continue the earlier file): old rows never mix in.
     first = CSVLogger(tmp_path, version=0)
-    first.log_metrics({"loss": 1.0}, step=0)
+    first.log_metrics({"loss": 1.0, "old_metric": 3.0}, step=0)
     first.finalize("success")
     second = CSVLogger(tmp_path, version=0)
-    second.log_metrics({"loss": 0.5}, step=1)
+    with pytest.warns(UserWarning, match=r"log folder .*version_0' exists and is not empty .*replaced"):
+        second.log_metrics({"loss": 0.5}, step=1)
     second.save()
     second.log_metrics({"loss": 0.4, "lr": 0.01}, step=2)
     second.save()
     header, rows = read_csv(second.metrics_file_path)
-    assert header == ["step", "loss", "lr"]
-    assert [row["loss"] for row in rows] == ["1.0", "0.5", "0.4"]
+    assert header == ["loss", "lr", "step"]
+    assert [row["loss"] for row in rows] == ["0.5", "0.4"]
 
 
 def test_logging_after_finalize_still_reaches_the_file(tmp_path: Path) -> None:
@@ -384,7 +386,7 @@ def test_fabric_log_and_log_dict_reach_the_csv_at_teardown(tmp_path: Path) -> No
     assert not os.path.exists(logger.metrics_file_path)  # still buffered
     fabric._teardown()
     header, rows = read_csv(logger.metrics_file_path)
-    assert header == ["step", "loss", "acc"]
+    assert header == ["acc", "loss", "step"]
     assert rows == [
         {"step": "0", "loss": "0.5", "acc": ""},
         {"step": "1", "loss": "0.25", "acc": "0.75"},
@@ -428,7 +430,7 @@ def test_two_loggers_both_receive_every_metric(tmp_path: Path) -> None:
     fabric.log("x", 1)
     fabric._teardown()
     assert read_csv(first.metrics_file_path) == (["step", "x"], [{"step": "0", "x": "1"}])
-    assert read_csv(second.metrics_file_path) == (["step", "p-x"], [{"step": "0", "p-x": "1"}])
+    assert read_csv(second.metrics_file_path) == (["p-x", "step"], [{"step": "0", "p-x": "1"}])
 
 
 class RecordingLogger(Logger):
