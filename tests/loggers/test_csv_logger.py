@@ -589,4 +589,5 @@ def test_the_documented_logger_addon_is_selectable_by_name(
         {"step": 3, "loss": 0.5},
         {"status": "success"},
     ]
+    assert isinstance(csv_logger, CSVLogger)
     assert read_csv(csv_logger.metrics_file_path)[1] == [{"step": "3", "loss": "0.5"}]
