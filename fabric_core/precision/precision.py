@@ -27,6 +27,14 @@ class Precision:
     #: module wrapper can call the model directly (the 32-true fast path)
     converts: bool = False
 
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        # A subclass written for Lightning overrides these without knowing about ``converts``:
+        # it must still get them called.
+        super().__init_subclass__(**kwargs)
+        hooks = ("forward_context", "convert_input", "convert_output")
+        if "converts" not in cls.__dict__ and any(name in cls.__dict__ for name in hooks):
+            cls.converts = True
+
     def setup(self, device_type: str) -> None:
         """Learn the device type (``"cpu"``, ``"cuda"``) once the accelerator is chosen."""
 

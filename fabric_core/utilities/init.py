@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from torch.nn import Module
 
-from fabric_core.strategies._empty_init import EmptyInit as _EmptyInit  # noqa: F401  (Lightning's name)
+from fabric_core.strategies._empty_init import EmptyInit as _EmptyInit
 
 
 def _has_meta_device_parameters_or_buffers(obj: Module, recurse: bool = True) -> bool:
@@ -23,3 +23,6 @@ def _materialize_meta_tensors(module: Module, device: object) -> None:
             reset = getattr(submodule, "reset_parameters", None)
             if callable(reset):
                 reset()
+
+
+__all__ = ["_EmptyInit", "_has_meta_device_parameters_or_buffers", "_materialize_meta_tensors"]
