@@ -211,46 +211,26 @@ def _exit_status(exitcode: int) -> int:
     return exitcode or 1
 
 
-def _recorded_errors(error_dir: str) -> dict[int, tuple[float, str]]:
-    """Rank to ``(time, traceback)`` of the uncaught exceptions that the ranks recorded.
-
-    The files are those of :func:`fabric_core.strategies.launchers._errors.record_error`
-    (``rank-N.txt``: the time, then the traceback), written by the excepthook that the DDP
-    strategies install, with sub-second times.
-    """
-    found: dict[int, tuple[float, str]] = {}
-    for path in Path(error_dir).glob("rank-*.txt"):
-        try:
-            stamp, _, text = path.read_text(encoding="utf-8").partition("\n")
-            found[int(path.stem.split("-")[1])] = (float(stamp), text)
-        except (OSError, ValueError):
-            continue
-    return found
-
-
-def _root_cause(failures: dict[int, Any], recorded: dict[int, tuple[float, str]]) -> int:
-    """The rank whose failure brought the run down.
+def _report_failure(error: Any, error_dir: str) -> int:
+    """Name the rank that failed first, show its traceback, and return its exit status.
 
     torchrun reports every rank that ended badly, with times in whole seconds, including
-    the ranks it stopped itself with SIGTERM once one had failed; those are left out. A rank
-    that failed without an uncaught exception (``sys.exit(3)``, a crash, a kill) comes
-    first, since the others then fail in their collectives with errors that are only
-    consequences; otherwise the earliest recorded exception wins.
+    the ranks it stopped itself with SIGTERM once one had failed; those are left out unless
+    nothing else failed. The choice among the rest is
+    :func:`~fabric_core.strategies.launchers._errors.root_cause`'s.
     """
+    from fabric_core.strategies.launchers._errors import RankEnd, recorded_errors, root_cause
+
+    failures: dict[int, Any] = error.failures
+    recorded = recorded_errors(error_dir)
     stopped_by_torchrun = -int(signal.SIGTERM)
     candidates = [rank for rank, failure in failures.items() if failure.exitcode != stopped_by_torchrun]
-    candidates = candidates or list(failures)
-    unrecorded = [rank for rank in candidates if rank not in recorded]
-    if unrecorded:
-        return min(unrecorded, key=lambda rank: (failures[rank].timestamp, rank))
-    return min(candidates, key=lambda rank: recorded[rank][0])
-
-
-def _report_failure(error: Any, error_dir: str) -> int:
-    """Name the rank that failed first, show its traceback, and return its exit status."""
-    failures: dict[int, Any] = error.failures
-    recorded = _recorded_errors(error_dir)
-    rank = _root_cause(failures, recorded)
+    ends = []
+    for rank in candidates or list(failures):
+        stamp, text = recorded.get(rank, (float(failures[rank].timestamp), None))
+        ends.append(RankEnd(rank, stamp, code=failures[rank].exitcode, error=text))
+    cause = root_cause(ends)
+    rank = cause.rank if cause is not None else min(failures)
     failure = failures[rank]
     code = failure.exitcode
     how = f"was killed by {failure.signal_name()}" if code < 0 else f"exited with code {code}"
@@ -275,9 +255,11 @@ def launch(run_plan: Plan) -> int:
     from torch.distributed.elastic.rendezvous.api import RendezvousError
 
     from fabric_core.strategies.launchers._errors import ERROR_DIR_VARIABLE
+    from fabric_core.strategies.launchers.watch import LAUNCHER_PID_VARIABLE
 
     error_dir = tempfile.mkdtemp(prefix="fabric-run-errors-")
-    environment = {**run_plan.environment, ERROR_DIR_VARIABLE: error_dir}
+    # The workers watch this process: if it is killed outright, they stop too (no orphans).
+    environment = {**run_plan.environment, ERROR_DIR_VARIABLE: error_dir, LAUNCHER_PID_VARIABLE: str(os.getpid())}
     try:
         with _environment(environment):
             torchrun.main(run_plan.torchrun_args)

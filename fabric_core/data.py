@@ -23,6 +23,8 @@ from torch.utils.data import (
     SequentialSampler,
 )
 
+from fabric_core.utilities.seed import sampler_seed
+
 
 class _SamplerAsDataset(Dataset[int]):
     """The indices a sampler yields (for one epoch), as a dataset DistributedSampler can split."""
@@ -102,8 +104,14 @@ def _distributed_sampler(sampler: Any, dataset: Any, num_replicas: int, rank: in
     if isinstance(sampler, DistributedSampler):
         return sampler  # the user already shards
     if isinstance(sampler, (RandomSampler, SequentialSampler)):
+        # The shuffle follows the global seed (seed_everything), as in Lightning Fabric: two
+        # seeds give two orders, the same seed the same order as Lightning.
         return DistributedSampler(
-            dataset, num_replicas=num_replicas, rank=rank, shuffle=isinstance(sampler, RandomSampler)
+            dataset,
+            num_replicas=num_replicas,
+            rank=rank,
+            shuffle=isinstance(sampler, RandomSampler),
+            seed=sampler_seed(),
         )
     return DistributedSamplerWrapper(sampler, num_replicas=num_replicas, rank=rank)
 

@@ -31,6 +31,7 @@ from fabric_core._plugin_manager import FabricHooks
 from fabric_core.accelerators.accelerator import Accelerator
 from fabric_core.data import distribute_dataloader
 from fabric_core.loggers.logger import Logger
+from fabric_core.strategies.launchers.watch import launched_by_fabric_run, watch_launcher
 from fabric_core.strategies.strategy import Strategy
 from fabric_core.utilities.apply_func import (
     apply_to_collection,
@@ -98,6 +99,13 @@ class Fabric:
         self._environment_ready = False
         self._torn_down = False
         atexit.register(_teardown_at_exit, self)
+        if self._processes_started_outside() and launched_by_fabric_run():
+            # Under `fabric run` every process exists already: the process group starts here,
+            # as in Lightning Fabric, so the script needs no fabric.launch(). Under torchrun or
+            # srun it starts on first use instead (setup, a collective, launch()): the same
+            # for the script, and a Fabric() made to inspect the environment does not wait.
+            watch_launcher()
+            self._setup_environment()
 
     def _build_hooks(self) -> FabricHooks:
         """This Fabric's plugin manager: the strategy, discovered runtime plugins, hook plugins, callbacks, loggers."""
@@ -205,6 +213,11 @@ class Fabric:
             )
         if self._launched:
             raise RuntimeError("fabric.launch() was called twice; call it once, at the start of the script.")
+        if self._processes_started_outside():
+            # The processes and the process group exist already (see __init__): launching is
+            # a no-op, so scripts written with or without launch() both run.
+            self._launched = True
+            return self._run_launched(function, *args, **kwargs)
         if function is not None:
             parameters = [p for p in inspect.signature(function).parameters.values() if p.kind is not p.VAR_KEYWORD]
             if not parameters:
@@ -231,7 +244,6 @@ class Fabric:
 
     def _run_launched(self, function: Callable[..., Any] | None, *args: Any, **kwargs: Any) -> Any:
         self._setup_environment()
-        self._hooks.on_launch()
         if function is None:
             return None
         try:
@@ -246,9 +258,15 @@ class Fabric:
         rank_zero_only.rank = self.global_rank  # type: ignore[attr-defined]
         _logging.set_rank(self.global_rank, self.world_size)
         self._environment_ready = True
+        self._hooks.on_launch()
+
+    def _processes_started_outside(self) -> bool:
+        """Whether a launcher other than Fabric (fabric run, torchrun, srun, ...) started this run's processes."""
+        environment = self._strategy.cluster_environment
+        return environment is not None and environment.creates_processes_externally
 
     def _validate_launched(self) -> None:
-        if not self._launched and self._strategy.launcher is not None:
+        if not self._launched and self._strategy.launcher is not None and not self._processes_started_outside():
             processes = max(len(self._strategy.parallel_devices), 1) * self._strategy.num_nodes
             raise RuntimeError(
                 f"{type(self._strategy).__name__} runs {processes} processes, but fabric.launch() was not "
@@ -298,6 +316,7 @@ class Fabric:
         forward_module, new_optimizers, scheduler = self._hooks.setup_model(user_module, list(optimizers), scheduler)
         wrapped = self._wrap_module(forward_module, original)
         wrapped_optimizers = [FabricOptimizer(opt, self._strategy, self._hooks) for opt in new_optimizers]
+        self._connect_lightning_module(wrapped.module, wrapped_optimizers)
         self._hooks.on_after_setup(wrapped)
         if not optimizers:
             return wrapped if scheduler is None else (wrapped, scheduler)
@@ -314,6 +333,7 @@ class Fabric:
         user_module = self._prepare_module(module, move_to_device)
         forward_module, _, _ = self._hooks.setup_model(user_module, [], None)
         wrapped = self._wrap_module(forward_module, original)
+        self._connect_lightning_module(wrapped.module, [])
         self._hooks.on_after_setup(wrapped)
         return wrapped
 
@@ -337,6 +357,23 @@ class Fabric:
         # For a compiled module, the user's model is the one inside it: its state dict has
         # no "_orig_mod." prefix.
         return FabricModule(forward_module, self._strategy, original_module=getattr(original, "_orig_mod", original))
+
+    def _connect_lightning_module(self, module: Module, optimizers: list[FabricOptimizer]) -> None:
+        """Give a LightningModule-style model this Fabric, as Lightning Fabric does (duck typed).
+
+        A model with a ``_fabric`` attribute gets this Fabric there (its ``self.log``,
+        ``self.logger`` and ``self.optimizers()`` use it) and its optimizers in
+        ``_fabric_optimizers``, and becomes a callback: ``fabric.call("on_train_start")``
+        reaches its ``on_*`` methods.
+        """
+        if not hasattr(module, "_fabric"):
+            return
+        # Plain attributes (nn.Module's __setattr__ would store them the same way); mypy would
+        # type them as parameters or submodules.
+        object.__setattr__(module, "_fabric", self)
+        object.__setattr__(module, "_fabric_optimizers", optimizers)
+        if not any(callback is module for callback in self._callbacks):
+            self._callbacks.append(module)
 
     def _validate_setup(self, module: Any, optimizers: Sequence[Any]) -> None:
         if isinstance(module, (FabricOptimizer, FabricDataLoader, Optimizer)):
@@ -478,11 +515,13 @@ class Fabric:
             print(*args, **kwargs)
 
     @staticmethod
-    def seed_everything(seed: int | None = None, workers: bool | None = None, verbose: bool = True) -> int:
-        """Seed ``random``, NumPy and torch; see :func:`fabric_core.seed_everything`."""
-        if workers is None:
-            workers = os.environ.get("PL_SEED_WORKERS") == "1"
-        return _seed_everything(seed=seed, workers=workers, verbose=verbose)
+    def seed_everything(seed: int | float | None = None, workers: bool | None = None, verbose: bool = True) -> int:
+        """Seed ``random``, NumPy and torch; see :func:`fabric_core.seed_everything`.
+
+        Unlike the function, ``workers`` defaults to ``True`` here (as in Lightning Fabric):
+        dataloaders set up afterwards give each worker of each rank its own seed.
+        """
+        return _seed_everything(seed=seed, workers=True if workers is None else workers, verbose=verbose)
 
     # -- collectives -------------------------------------------------------------------------
 

@@ -203,7 +203,9 @@ def fabric_log(fabric: Fabric, metrics: Mapping[str, Any], step: int | None) -> 
 
 @hookspec
 def fabric_on_launch(fabric: Fabric) -> None:
-    """The processes are up: called once per process at the start of ``fabric.launch``."""
+    """The processes are up: called once per process, when Fabric has set it up: at the start of
+    ``fabric.launch``, in ``Fabric()`` under ``fabric run``, or else at the first ``setup``,
+    ``init_module``, collective or checkpoint."""
 
 
 @hookspec

@@ -10,16 +10,26 @@
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 import torch
-from torch import nn
+from torch import Tensor, nn
+from torch.nn.modules.module import register_module_forward_pre_hook
 from torch.optim import Optimizer
+from torch.overrides import TorchFunctionMode
+from torch.utils._pytree import tree_leaves
 
 if TYPE_CHECKING:
     from fabric_core._plugin_manager import FabricHooks
     from fabric_core.strategies.strategy import Strategy
+
+
+#: Methods of a LightningModule-style model that always run through the strategy's forward path.
+STEP_METHODS = ("training_step", "validation_step", "test_step", "predict_step")
+
+_NO_INSTANCE_FORWARD = object()
 
 
 class FabricModule(nn.Module):
@@ -27,20 +37,31 @@ class FabricModule(nn.Module):
 
     For a single device both are the same object; under DDP the first is the
     ``DistributedDataParallel`` wrapper and the second the user's model.
+
+    Calls never bypass the strategy: ``forward``, the step methods (:data:`STEP_METHODS`)
+    and methods named with :meth:`mark_forward_method` run through ``forward_module``. Any
+    other method of the user's model called on this wrapper while the strategy needs its
+    forward path (DDP, FSDP, DeepSpeed, model parallel) runs under a guard that raises as
+    soon as it calls a submodule or computes with a parameter, instead of training silently
+    wrong.
     """
 
     def __init__(self, forward_module: nn.Module, strategy: Strategy, original_module: nn.Module | None = None) -> None:
         super().__init__()
+        original_module = original_module or forward_module
         self._forward_module = forward_module
         # The same object again, in the instance dict: reading a registered child goes
         # through nn.Module.__getattr__ (~0.7 us), and forward runs every step.
         self.__dict__["_forward_call"] = forward_module
         # Stored outside nn.Module's registry so it is not a second child (no duplicate
         # parameters, no prefix in state dicts).
-        self.__dict__["_original_module"] = original_module or forward_module
+        self.__dict__["_original_module"] = original_module
         self.__dict__["_strategy"] = strategy
-        self.__dict__["_forward_methods"] = set()
+        self.__dict__["_forward_methods"] = set(STEP_METHODS)
         self.__dict__["_precision"] = strategy.precision
+        self.__dict__["_guarded"] = forward_module is not original_module or getattr(
+            strategy, "requires_forward_path", False
+        )
 
     @property
     def module(self) -> nn.Module:
@@ -58,7 +79,11 @@ class FabricModule(nn.Module):
         return precision.convert_output(output)
 
     def mark_forward_method(self, method: str | Callable[..., Any]) -> None:
-        """Route calls of another method (``model.generate(...)``) through the strategy and precision, like forward."""
+        """Route calls of another method (``model.generate(...)``) through the strategy and precision, like forward.
+
+        Inside the method, ``self(...)`` and ``self.forward(...)`` are the real forward again,
+        so a ``generate`` loop over ``self(x)`` works.
+        """
         name = method if isinstance(method, str) else getattr(method, "__name__", "")
         if not isinstance(getattr(self._original_module, name, None), Callable):  # type: ignore[arg-type]
             raise ValueError(
@@ -68,19 +93,34 @@ class FabricModule(nn.Module):
             raise ValueError("mark_forward_method('forward'): forward already runs through Fabric.")
         self._forward_methods.add(name)
 
-    def _redirected(self, name: str) -> Callable[..., Any]:
+    def _redirected(self, name: str, method: Callable[..., Any]) -> Callable[..., Any]:
         original = self._original_module
-        method = getattr(original, name)
 
         def call(*args: Any, **kwargs: Any) -> Any:
-            # Run the method as the forward of the forward module, so that the strategy's
-            # wrapper (DDP, FSDP) sees it like a forward pass.
-            saved = original.forward
-            original.forward = method
+            # The method runs as the forward of the forward module, so the strategy's wrapper
+            # (DDP's gradient sync, FSDP's gathering) sees it like a forward pass. It puts the
+            # real forward back first: the method may call self(...) itself.
+            previous = original.__dict__.get("forward", _NO_INSTANCE_FORWARD)
+
+            def run_method(*method_args: Any, **method_kwargs: Any) -> Any:
+                _restore_forward(original, previous)
+                return method(*method_args, **method_kwargs)
+
+            original.forward = run_method
             try:
                 return self(*args, **kwargs)
             finally:
-                original.forward = saved
+                _restore_forward(original, previous)
+
+        return call
+
+    def _guard(self, name: str, method: Callable[..., Any]) -> Callable[..., Any]:
+        original = self._original_module
+        strategy = type(self._strategy).__name__
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            with _OutsideForwardGuard(original, name, strategy):
+                return method(*args, **kwargs)
 
         return call
 
@@ -91,15 +131,20 @@ class FabricModule(nn.Module):
         return self._original_module.load_state_dict(state_dict, strict=strict, assign=assign)
 
     def __getattr__(self, name: str) -> Any:
-        if name in self.__dict__.get("_forward_methods", ()):
-            return self._redirected(name)
         try:
             return super().__getattr__(name)
         except AttributeError:
             original = self.__dict__.get("_original_module")
             if original is None:
                 raise
-            return getattr(original, name)
+        attribute = getattr(original, name)
+        if not inspect.ismethod(attribute) or attribute.__self__ is not original or hasattr(nn.Module, name):
+            return attribute
+        if name in self.__dict__["_forward_methods"]:
+            return self._redirected(name, attribute)
+        if self.__dict__["_guarded"]:
+            return self._guard(name, attribute)
+        return attribute
 
     def __setattr__(self, name: str, value: Any) -> None:
         original = self.__dict__.get("_original_module")
@@ -110,6 +155,67 @@ class FabricModule(nn.Module):
 
     def __repr__(self) -> str:
         return f"FabricModule({self._original_module!r})"
+
+
+def _restore_forward(module: nn.Module, previous: Any) -> None:
+    if previous is _NO_INSTANCE_FORWARD:
+        module.__dict__.pop("forward", None)
+    else:
+        module.__dict__["forward"] = previous
+
+
+def _class_name(module: nn.Module) -> str:
+    """The user's class name, not the one a strategy made for it (FSDP2's ``FSDPMyModel``)."""
+    user_class = next((cls for cls in type(module).__mro__ if not cls.__module__.startswith("torch.")), None)
+    return (user_class or type(module)).__name__
+
+
+class _OutsideForwardGuard(TorchFunctionMode):
+    """Raises when a method called outside the strategy's forward path uses the model's weights.
+
+    "Uses" means: one of the model's modules runs its forward, or a computation with grad
+    enabled takes a parameter and produces a tensor that requires grad. Reading metadata
+    (shapes, ``numel()``) and ``torch.no_grad()`` work on parameters pass.
+    """
+
+    def __init__(self, module: nn.Module, method: str, strategy: str) -> None:
+        super().__init__()
+        self._module = module
+        self._method = method
+        self._strategy = strategy
+        self._modules = {id(m) for m in module.modules()}
+        self._parameters = {id(p) for p in module.parameters()}
+        self._handle: Any = None
+
+    def __enter__(self) -> _OutsideForwardGuard:
+        self._handle = register_module_forward_pre_hook(self._check_module)
+        super().__enter__()  # type: ignore[no-untyped-call]
+        return self
+
+    def __exit__(self, *exc_info: Any) -> None:
+        super().__exit__(*exc_info)  # type: ignore[no-untyped-call]
+        self._handle.remove()
+
+    def _check_module(self, module: nn.Module, args: Any) -> None:
+        if id(module) in self._modules:
+            self._refuse(f"it calls {_class_name(module)}.forward")
+
+    def __torch_function__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
+        result = func(*args, **(kwargs or {}))
+        if isinstance(result, Tensor) and result.requires_grad and torch.is_grad_enabled():
+            leaves = tree_leaves((args, kwargs))
+            if any(isinstance(leaf, Tensor) and id(leaf) in self._parameters for leaf in leaves):
+                self._refuse("it computes with the model's parameters")
+        return result
+
+    def _refuse(self, what: str) -> None:
+        name = _class_name(self._module)
+        raise RuntimeError(
+            f"{name}.{self._method}() was called on the model returned by fabric.setup(), outside its forward: "
+            f"{what}, so {self._strategy} would not see it (no gradient sync, no parameter gathering) and training "
+            f"would be silently wrong. Mark the method once after setup: "
+            f"model.mark_forward_method({self._method!r}); it then runs through the strategy like forward."
+        )
 
 
 class FabricOptimizer:

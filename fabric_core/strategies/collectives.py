@@ -7,6 +7,7 @@ rank, and a failure message that says which operation on which rank failed or ti
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from datetime import timedelta
 from typing import Any, TypeVar
@@ -30,18 +31,65 @@ class CollectiveError(RuntimeError):
     """A collective failed or timed out; the message names it and this rank."""
 
 
+#: how long a rank whose collective timed out waits for the others that timed out too, to tell who never came
+_ARRIVAL_GRACE_SECONDS = 3.0
+_TIMEOUT_WORDS = ("timeout", "timed out", "failed to pass monitoredbarrier")
+_PEER_WORDS = ("gloo", "nccl", "connection reset", "connection closed", "broken pipe", "connection refused")
+
+
+def is_collective_failure(err: BaseException) -> bool:
+    """Whether ``err`` came from the process group (a timeout, a lost peer) rather than the user's code."""
+    if isinstance(err, dist.DistError):
+        return True
+    text = str(err).lower()
+    return any(word in text for word in _TIMEOUT_WORDS + _PEER_WORDS)
+
+
+def describe_failure(operation: str, err: BaseException) -> CollectiveError:
+    """One message for a failed collective: which operation, on which rank, why, and who never arrived."""
+    rank = dist.get_rank() if dist.is_initialized() else "?"
+    text = str(err).splitlines()[0] if str(err) else type(err).__name__
+    if any(word in text.lower() for word in _TIMEOUT_WORDS):
+        missing = _ranks_that_never_arrived(operation)
+        who = ""
+        if missing:
+            names = ", ".join(map(str, missing))
+            who = f"rank{'s' if len(missing) > 1 else ''} {names} never arrived; "
+        hint = (
+            f"{who}another rank did not reach it in time: every rank must call the same collectives in the same order"
+        )
+    else:
+        hint = "another rank probably failed or exited; look for the first error above"
+    return CollectiveError(f"{operation} failed on rank {rank}: {hint} ({text}).")
+
+
+def _ranks_that_never_arrived(operation: str) -> list[int] | None:
+    """The ranks that did not reach ``operation``, found through the process group's store.
+
+    Every rank whose ``operation`` timed out writes that it arrived, then waits a few
+    seconds for the others that timed out too; the ranks with no entry never got there.
+    ``None`` when it cannot be known (no store, or the store's host is gone).
+    """
+    try:
+        store = dist.distributed_c10d._get_default_store()
+        world_size = dist.get_world_size()
+        prefix = f"fabric/arrived/{operation}"
+        store.set(f"{prefix}/{dist.get_rank()}", "1")
+        deadline = time.monotonic() + _ARRIVAL_GRACE_SECONDS
+        while True:
+            missing = [rank for rank in range(world_size) if not store.check([f"{prefix}/{rank}"])]
+            if not missing or time.monotonic() > deadline:
+                return missing
+            time.sleep(0.1)
+    except Exception:  # the message must come out even when the store cannot answer
+        return None
+
+
 def _guarded(operation: str, call: Callable[[], T]) -> T:
     try:
         return call()
     except (RuntimeError, dist.DistError) as err:
-        rank = dist.get_rank() if dist.is_initialized() else "?"
-        text = str(err).splitlines()[0] if str(err) else type(err).__name__
-        hint = (
-            "another rank did not reach it in time: every rank must call the same collectives in the same order"
-            if any(word in text.lower() for word in ("timeout", "timed out", "failed to pass monitoredbarrier"))
-            else "another rank probably failed or exited; look for the first error above"
-        )
-        raise CollectiveError(f"{operation} failed on rank {rank}: {hint} ({text}).") from err
+        raise describe_failure(operation, err) from err
 
 
 def barrier(name: str | None = None, timeout: timedelta | None = None) -> None:

@@ -46,6 +46,8 @@ class DDPStrategy(Strategy):
         (``find_unused_parameters``, ``static_graph``, ``bucket_cap_mb``, ...).
     """
 
+    requires_forward_path = True
+
     def __init__(
         self,
         accelerator: Any = None,
@@ -191,6 +193,16 @@ class DDPStrategy(Strategy):
             return module.no_sync() if enabled else nullcontext()
 
         return control
+
+    def backward(self, tensor: Tensor, module: Module | None, *args: Any, **kwargs: Any) -> None:
+        try:
+            super().backward(tensor, module, *args, **kwargs)
+        except (RuntimeError, dist.DistError) as err:
+            # The gradient all-reduce runs inside backward: a rank that never got there shows up
+            # here as a bare gloo/NCCL timeout. Name the operation and, where known, the rank.
+            if not collectives.is_collective_failure(err):
+                raise
+            raise collectives.describe_failure("fabric.backward (the gradient all-reduce)", err) from err
 
     # -- collectives ----------------------------------------------------------------------------
 

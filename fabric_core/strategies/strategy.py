@@ -186,6 +186,12 @@ class Strategy(ABC):
 
         return move_data_to_device(batch, device or self.root_device)
 
+    #: ``True`` when the model must be called through what :meth:`setup_module` returned
+    #: (its forward syncs gradients or gathers parameters): Fabric then refuses calls of the
+    #: model's other methods that would skip it. A strategy that returns a wrapper other
+    #: than the model itself gets the same protection without setting this.
+    requires_forward_path: bool = False
+
     #: a context manager factory ``(module, enabled) -> context`` skipping gradient sync,
     #: or ``None`` when this strategy never syncs gradients
     backward_sync_control: Callable[[Module, bool], AbstractContextManager] | None = None

@@ -10,9 +10,11 @@ by peer" of the ranks that were waiting for the failed one.
 from __future__ import annotations
 
 import os
+import signal
 import sys
 import time
 import traceback
+from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 
@@ -50,16 +52,85 @@ def record_error(rank: int, text: str) -> None:
         pass  # reporting must never hide the original error
 
 
-def first_error(folder: str | Path) -> tuple[int, str] | None:
-    """``(rank, traceback text)`` of the earliest recorded failure, or ``None``."""
-    found = []
+def recorded_errors(folder: str | Path) -> dict[int, tuple[float, str]]:
+    """Global rank to ``(time, traceback)`` of the uncaught exceptions the ranks recorded."""
+    found: dict[int, tuple[float, str]] = {}
     for path in Path(folder).glob("rank-*.txt"):
         try:
             stamp, _, text = path.read_text(encoding="utf-8").partition("\n")
-            found.append((float(stamp), int(path.stem.split("-")[1]), text))
+            found[int(path.stem.split("-")[1])] = (float(stamp), text)
         except (OSError, ValueError):
             continue
-    if not found:
-        return None
-    _, rank, text = min(found)
-    return rank, text
+    return found
+
+
+@dataclass(frozen=True)
+class RankEnd:
+    """How one rank ended, as far as its launcher knows.
+
+    :param rank: the global rank.
+    :param time: when it failed: when its process ended, or when it raised (the recorded time).
+    :param code: its exit code (negative: killed by that signal); ``None`` while it still runs.
+    :param error: the traceback it recorded, if it raised.
+    """
+
+    rank: int
+    time: float
+    code: int | None = None
+    error: str | None = None
+
+    def how(self) -> str:
+        """How it ended, in words: "was killed by SIGKILL", "exited with code 3", ..."""
+        if self.code is not None and self.code < 0:
+            try:
+                name = signal.Signals(-self.code).name
+            except ValueError:
+                name = f"signal {-self.code}"
+            return f"was killed by {name}"
+        if self.error is not None:
+            return "raised an exception" if self.code is None else f"raised an exception (exit code {self.code})"
+        if self.code == 0:
+            return "exited with code 0 while the other ranks were still running and waiting for it"
+        return f"exited with code {self.code}"
+
+
+#: words in a traceback that mark a failure caused by another rank (its peer went away or never came)
+_CONSEQUENCE_WORDS = (
+    "collectiveerror",
+    "connection reset",
+    "connection closed",
+    "broken pipe",
+    "connection refused",
+    "timed out",
+    "timeout",
+    "distbackenderror",
+    "monitoredbarrier",
+)
+
+
+def is_consequence(error: str) -> bool:
+    """Whether a recorded traceback is another rank's failure seen from this one (a lost peer, a timeout)."""
+    last_lines = "\n".join(error.strip().splitlines()[-3:]).lower()
+    return any(word in last_lines for word in _CONSEQUENCE_WORDS)
+
+
+def root_cause(ends: list[RankEnd]) -> RankEnd | None:
+    """The rank whose failure brought the run down, or ``None`` when nothing failed.
+
+    In order: a rank that ended without an uncaught exception (killed by a signal, a
+    non-zero exit code), since the others then fail in their collectives with errors that
+    are only consequences; else the earliest exception that is not such a consequence;
+    else a rank that exited 0 while the others still waited for it; else the earliest
+    exception. Times are those of the failures, not of when a launcher noticed them.
+    """
+    silent = [end for end in ends if end.error is None and end.code not in (None, 0)]
+    if silent:
+        return min(silent, key=lambda end: (end.time, end.rank))
+    raised = [end for end in ends if end.error is not None]
+    original = [end for end in raised if not is_consequence(end.error or "")]
+    if original:
+        return min(original, key=lambda end: (end.time, end.rank))
+    finished_early = [end for end in ends if end.code == 0 and end.error is None]
+    if raised and finished_early:
+        return min(finished_early, key=lambda end: (end.time, end.rank))
+    return min(raised, key=lambda end: (end.time, end.rank)) if raised else None

@@ -93,7 +93,7 @@ class MultiProcessingLauncher(Launcher):
         try:
             start_processes(  # type: ignore[no-untyped-call]
                 _run_rank,
-                args=(self._strategy, function, args, kwargs, results),
+                args=(self._strategy, function, args, kwargs, results, _capture_rng_states(self._start_method)),
                 nprocs=num_processes,
                 start_method=self._start_method,
                 join=True,
@@ -115,7 +115,10 @@ def _run_rank(
     args: tuple,
     kwargs: dict,
     results: Any,
+    rng_states: tuple[Any, ...] | None,
 ) -> None:
+    if rng_states is not None:
+        _restore_rng_states(rng_states)
     strategy.set_local_rank(process_index)  # type: ignore[attr-defined]
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", torch.get_num_threads())))  # forked: not re-read
     result = function(*args, **kwargs)
@@ -125,3 +128,25 @@ def _run_rank(
         from fabric_core.utilities.apply_func import move_data_to_device
 
         results.put(pickle.dumps(move_data_to_device(result, "cpu")))
+
+
+def _capture_rng_states(start_method: str) -> tuple[Any, ...] | None:
+    """The random states a spawned child would not inherit (a forked one does), as Lightning restores them."""
+    if start_method == "fork":
+        return None
+    import random
+
+    import numpy as np
+
+    return random.getstate(), np.random.get_state(), torch.get_rng_state()
+
+
+def _restore_rng_states(states: tuple[Any, ...]) -> None:
+    import random
+
+    import numpy as np
+
+    python_state, numpy_state, torch_state = states
+    random.setstate(python_state)
+    np.random.set_state(numpy_state)
+    torch.set_rng_state(torch_state)

@@ -2,7 +2,9 @@
 
 Every rank runs the whole script, as with torchrun, so the script needs no ``__main__``
 guard and nothing has to be pickled. Rank 0 watches the others: when one exits with an
-error, rank 0 prints which rank failed first and its traceback, stops every process and
+error, rank 0 prints which rank failed first and how (its traceback, the signal that
+killed it, its exit code, or that it exited early while the others waited for it; see
+:func:`~fabric_core.strategies.launchers._errors.root_cause`), stops every process and
 exits non-zero. The other ranks die with rank 0 (Linux parent-death signal), so no process
 is left behind.
 """
@@ -23,10 +25,8 @@ from collections.abc import Callable
 from typing import Any
 
 from fabric_core.environments.cluster_environment import ClusterEnvironment
-from fabric_core.strategies.launchers._errors import ERROR_DIR_VARIABLE, first_error, state
+from fabric_core.strategies.launchers._errors import ERROR_DIR_VARIABLE, RankEnd, recorded_errors, root_cause, state
 from fabric_core.strategies.launchers.launcher import Launcher, limit_threads_per_process
-
-_POLL_SECONDS = 0.1
 
 
 def _script_command() -> list[str]:
@@ -72,6 +72,9 @@ class SubprocessScriptLauncher(Launcher):
         self._error_dir: str | None = None
         self._reported = False
         self._report_lock = threading.Lock()
+        self._stopping = False
+        #: local rank -> (when its process ended, exit code), filled in by the watchdogs
+        self._ends: dict[int, tuple[float, int]] = {}
 
     @property
     def is_interactive_compatible(self) -> bool:
@@ -97,51 +100,62 @@ class SubprocessScriptLauncher(Launcher):
             self.procs.append(subprocess.Popen(command, env=env, preexec_fn=_die_with_parent))
         os.environ["LOCAL_RANK"] = "0"
         atexit.register(self._at_exit)
-        threading.Thread(target=self._watch, name="fabric-rank-watcher", daemon=True).start()
+        for local_rank, process in enumerate(self.procs, start=1):
+            threading.Thread(
+                target=self._wait_for, args=(local_rank, process), name=f"fabric-rank-watcher-{local_rank}", daemon=True
+            ).start()
 
-    def _watch(self) -> None:
-        """Rank 0's watchdog: a child that fails brings the whole run down, loudly."""
-        while True:
-            for local_rank, process in enumerate(self.procs, start=1):
-                code = process.poll()
-                if code is not None and code != 0:
-                    self._fail(local_rank, code)
-                    return
-            if all(process.poll() == 0 for process in self.procs):
-                return
-            time.sleep(_POLL_SECONDS)
-
-    def _fail(self, local_rank: int, code: int) -> None:
-        self._report(f"local rank {local_rank} exited with code {code}; see its output above")
-        self._stop_children()
-        os._exit(1)
+    def _wait_for(self, local_rank: int, process: subprocess.Popen[bytes]) -> None:
+        """Rank 0's watchdog for one child: record when and how it ended; a failure brings the run down."""
+        code = process.wait()
+        self._ends[local_rank] = (time.time(), code)  # when it ended, not when the report runs
+        if code != 0 and not self._stopping:
+            self._report()
+            self._stop_children()
+            os._exit(1)
 
     def _at_exit(self) -> None:
-        # Rank 0 finished: wait for the others to finish too (the watchdog still runs and
-        # exits non-zero if one fails). If rank 0 itself failed, stop them at once.
+        # Rank 0 finished: wait for the others to finish too (the watchdogs still run and
+        # exit non-zero if one fails). If rank 0 itself failed, stop them at once.
         if not state["failed"]:
             for process in self.procs:
                 process.wait()
         else:
-            self._report("rank 0 failed; see its traceback above")
+            self._report()
         self._stop_children()
 
-    def _report(self, fallback: str) -> None:
-        """Print, once, which rank failed first and how (the watchdog and the exit handler race for it)."""
+    def _global_rank(self, local_rank: int) -> int:
+        return self.cluster_environment.node_rank() * self.num_processes + local_rank
+
+    def _report(self) -> None:
+        """Print, once, which rank failed first and how (the watchdogs and the exit handler race for it)."""
         with self._report_lock:
             if self._reported:
                 return
             self._reported = True
-            time.sleep(0.5)  # let the failing rank and the ranks it took down record their errors
-            found = first_error(self._error_dir) if self._error_dir else None
-            if found is not None:
-                message = f"\nfabric: rank {found[0]} failed first:\n{found[1]}"
+            time.sleep(0.5)  # let the failing rank and the ranks it took down record their errors and exits
+            recorded = recorded_errors(self._error_dir) if self._error_dir else {}
+            ends = {rank: RankEnd(rank, stamp, error=text) for rank, (stamp, text) in recorded.items()}
+            for local_rank, (ended, code) in list(self._ends.items()):
+                rank = self._global_rank(local_rank)
+                error = recorded.get(rank)
+                failed_at = min(ended, error[0]) if error else ended
+                ends[rank] = RankEnd(rank, failed_at, code=code, error=error[1] if error else None)
+            cause = root_cause(list(ends.values()))
+            if cause is None:
+                message = "\nfabric: rank 0 failed; see its traceback above.\n"
             else:
-                message = f"\nfabric: {fallback}.\n"
+                message = f"\nfabric: rank {cause.rank} failed first: it {cause.how()}.\n"
+                if cause.error:
+                    message += cause.error.rstrip() + "\n"
+                others = sorted(rank for rank in ends if rank != cause.rank)
+                if others:
+                    message += f"fabric: ranks that failed after it: {', '.join(map(str, others))}.\n"
             sys.stderr.write(message + "fabric: stopping all processes.\n")
             sys.stderr.flush()
 
     def _stop_children(self) -> None:
+        self._stopping = True  # the watchdogs must not take the ranks stopped here for failures
         for process in self.procs:
             if process.poll() is None:
                 process.terminate()
