@@ -250,5 +250,5 @@ class FabricHooks:
     def on_load_checkpoint(self, path: Path, checkpoint: dict[str, Any]) -> None:
         self._hook.fabric_on_load_checkpoint(fabric=self.fabric, path=path, checkpoint=checkpoint)
 
-    def on_teardown(self) -> None:
-        self._hook.fabric_on_teardown(fabric=self.fabric)
+    def on_teardown(self, status: str) -> None:
+        self._hook.fabric_on_teardown(fabric=self.fabric, status=status)

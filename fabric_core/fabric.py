@@ -12,7 +12,8 @@ import atexit
 import functools
 import inspect
 import os
-from collections.abc import Callable, Generator, Iterable, Mapping, Sequence
+import warnings
+from collections.abc import Callable, Generator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import Any, overload
@@ -30,9 +31,10 @@ from fabric_core._lookup import lookup
 from fabric_core._plugin_manager import FabricHooks
 from fabric_core.accelerators.accelerator import Accelerator
 from fabric_core.data import distribute_dataloader
-from fabric_core.loggers.logger import Logger
+from fabric_core.loggers.logger import Logger, LoggerAdapter, is_logger_like
+from fabric_core.strategies.launchers import _errors
 from fabric_core.strategies.launchers.watch import launched_by_fabric_run, watch_launcher
-from fabric_core.strategies.strategy import Strategy
+from fabric_core.strategies.strategy import Strategy, is_stateful
 from fabric_core.utilities.apply_func import (
     apply_to_collection,
     convert_tensors_to_scalars,
@@ -41,6 +43,7 @@ from fabric_core.utilities.apply_func import (
 from fabric_core.utilities.rank_zero import rank_zero_only
 from fabric_core.utilities.seed import seed_everything as _seed_everything
 from fabric_core.utilities.seed import worker_init_function
+from fabric_core.utilities.signature import accepted_kwargs
 from fabric_core.wrappers import FabricDataLoader, FabricModule, FabricOptimizer, is_wrapped, unwrap
 
 _log = _logging.get_logger(__name__)
@@ -99,6 +102,7 @@ class Fabric:
         self._environment_ready = False
         self._torn_down = False
         atexit.register(_teardown_at_exit, self)
+        _errors.track_uncaught_exceptions()
         if self._processes_started_outside() and launched_by_fabric_run():
             # Under `fabric run` every process exists already: the process group starts here,
             # as in Lightning Fabric, so the script needs no fabric.launch(). Under torchrun or
@@ -118,7 +122,9 @@ class Fabric:
         for index, callback in enumerate(self._callbacks):
             hooks.register(callback, name=f"callback-{index}:{type(callback).__name__}")
         for index, logger in enumerate(self._loggers):
-            hooks.register(logger, name=f"logger-{index}:{type(logger).__name__}")
+            # Loggers of other libraries take part through an adapter (pluggy would inspect a Mock's every attribute).
+            plugin = logger if isinstance(logger, Logger) else LoggerAdapter(logger)
+            hooks.register(plugin, name=f"logger-{index}:{type(logger).__name__}")
         hooks.validate_single_owners()
         return hooks
 
@@ -139,14 +145,15 @@ class Fabric:
     def _resolve_callbacks(self, callbacks: Any) -> list[Any]:
         return [lookup("callback", item).create() if isinstance(item, str) else item for item in _as_list(callbacks)]
 
-    def _resolve_loggers(self, loggers: Any) -> list[Logger]:
-        resolved: list[Logger] = []
+    def _resolve_loggers(self, loggers: Any) -> list[Any]:
+        resolved: list[Any] = []
         for item in _as_list(loggers):
             logger = lookup("logger", item).create() if isinstance(item, str) else item
-            if not isinstance(logger, Logger):
+            if not isinstance(logger, Logger) and not is_logger_like(logger):
                 raise TypeError(
-                    f"Fabric(loggers=[...]) got {type(logger).__name__!r}; expected a fabric_core.loggers.Logger "
-                    "instance or a registered logger name such as 'csv'."
+                    f"Fabric(loggers=[...]) got {type(logger).__name__!r}, which is not a logger: expected a "
+                    "fabric_core.loggers.Logger, any object with log_metrics() and log_hyperparams() methods (a "
+                    "Lightning logger, say), or a registered logger name such as 'csv'."
                 )
             resolved.append(logger)
         return resolved
@@ -187,11 +194,11 @@ class Fabric:
         return self._strategy.is_global_zero
 
     @property
-    def loggers(self) -> list[Logger]:
+    def loggers(self) -> list[Any]:
         return self._loggers
 
     @property
-    def logger(self) -> Logger:
+    def logger(self) -> Any:
         """The first logger; raises when none was given."""
         if not self._loggers:
             raise RuntimeError("fabric.logger was used, but no logger was given. Pass Fabric(loggers=...).")
@@ -247,9 +254,12 @@ class Fabric:
         if function is None:
             return None
         try:
-            return function(self, *args, **kwargs)
-        finally:
-            self._teardown()
+            result = function(self, *args, **kwargs)
+        except BaseException:
+            self._teardown("failed")
+            raise
+        self._teardown("success")
+        return result
 
     def _setup_environment(self) -> None:
         if self._environment_ready:
@@ -274,11 +284,11 @@ class Fabric:
             )
         self._setup_environment()
 
-    def _teardown(self) -> None:
+    def _teardown(self, status: str = "success") -> None:
         if self._torn_down:
             return
         self._torn_down = True
-        self._hooks.on_teardown()
+        self._hooks.on_teardown(status)
         self._strategy.teardown()
 
     # -- setup -------------------------------------------------------------------------------
@@ -318,6 +328,7 @@ class Fabric:
         wrapped_optimizers = [FabricOptimizer(opt, self._strategy, self._hooks) for opt in new_optimizers]
         self._connect_lightning_module(wrapped.module, wrapped_optimizers)
         self._hooks.on_after_setup(wrapped)
+        self.call("on_after_setup", fabric=self, module=wrapped)
         if not optimizers:
             return wrapped if scheduler is None else (wrapped, scheduler)
         outputs: list[Any] = [wrapped, *wrapped_optimizers]
@@ -335,6 +346,7 @@ class Fabric:
         wrapped = self._wrap_module(forward_module, original)
         self._connect_lightning_module(wrapped.module, [])
         self._hooks.on_after_setup(wrapped)
+        self.call("on_after_setup", fabric=self, module=wrapped)
         return wrapped
 
     def setup_optimizers(self, *optimizers: Optimizer) -> Any:
@@ -416,9 +428,13 @@ class Fabric:
         for dataloader in dataloaders:
             if isinstance(dataloader, FabricDataLoader):
                 raise ValueError("This dataloader was already set up by Fabric. Set up each dataloader once.")
-            if not isinstance(dataloader, Iterable):
-                raise TypeError(f"fabric.setup_dataloaders() expects DataLoaders, got {type(dataloader).__name__}.")
-            seeding = isinstance(dataloader, DataLoader) and os.environ.get("PL_SEED_WORKERS") == "1"
+            if not isinstance(dataloader, DataLoader):
+                raise TypeError(
+                    f"fabric.setup_dataloaders() expects torch.utils.data.DataLoader objects, got "
+                    f"{type(dataloader).__name__}. Wrap the data in one (DataLoader(dataset, batch_size=...)), or "
+                    "iterate it yourself and move batches with fabric.to_device()."
+                )
+            seeding = os.environ.get("PL_SEED_WORKERS") == "1"
             if seeding and dataloader.worker_init_fn is None:
                 dataloader.worker_init_fn = _seeded_worker_init(self.global_rank)
             processed = self._strategy.process_dataloader(dataloader)
@@ -574,14 +590,30 @@ class Fabric:
         self._hooks.log(convert_tensors_to_scalars(dict(metrics)), step)
 
     def call(self, hook_name: str, *args: Any, **kwargs: Any) -> None:
-        """Call ``hook_name(*args, **kwargs)`` on every callback that has such a method."""
+        """Call ``hook_name(*args, **kwargs)`` on every callback that has such a method.
+
+        As in Lightning Fabric, each method gets only the keyword arguments it accepts (all of
+        them when it takes ``**kwargs``), and an attribute of that name that is not callable
+        is skipped with a warning.
+        """
         for callback in self._callbacks:
             method = getattr(callback, hook_name, None)
             if method is None:
                 continue
             if not callable(method):
-                raise TypeError(f"fabric.call({hook_name!r}): {type(callback).__name__}.{hook_name} is not callable.")
-            method(*args, **kwargs)
+                warnings.warn(
+                    f"fabric.call({hook_name!r}) skipped {type(callback).__name__}.{hook_name}: it is not callable "
+                    f"({type(method).__name__}). Rename the attribute, or make it a method.",
+                    UserWarning,
+                    stacklevel=2,
+                )
+                continue
+            method(*args, **accepted_kwargs(method, kwargs))
+
+    @property
+    def callbacks(self) -> list[Any]:
+        """The callbacks :meth:`call` reaches, in order (set-up LightningModule-style models included)."""
+        return self._callbacks
 
     # -- checkpoints -----------------------------------------------------------------------
 
@@ -608,6 +640,15 @@ class Fabric:
             for key, function in filter.items():
                 if not callable(function):
                     raise TypeError(f"fabric.save(filter={{{key!r}: ...}}): expected a function, got {function!r}.")
+                value = unwrap(state[key])
+                if not isinstance(value, (Module, Optimizer, dict)) and not is_stateful(value):
+                    warnings.warn(
+                        f"fabric.save(filter={{{key!r}: ...}}) is ignored: a filter chooses entries of a state "
+                        f"dict, but state[{key!r}] is a plain {type(value).__name__}, so it is saved whole. Remove "
+                        f"{key!r} from the filter to silence this.",
+                        UserWarning,
+                        stacklevel=2,
+                    )
         self._validate_launched()
         self._hooks.save_checkpoint(Path(path), _unwrap_state(state), filter)
         self.barrier("save")
@@ -618,13 +659,14 @@ class Fabric:
         state: dict[str, Any] | None = None,
         strict: bool = True,
         *,
-        weights_only: bool = True,
+        weights_only: bool | None = None,
     ) -> dict[str, Any]:
         """Restore the live objects in ``state`` from ``path``, updating plain values in place.
 
         :param strict: a key of ``state`` missing from the checkpoint is an error.
-        :param weights_only: load with ``torch.load(weights_only=True)``; pass ``False`` only
-            for a checkpoint you trust that holds arbitrary Python objects.
+        :param weights_only: ``None`` (the default) or ``True`` load with
+            ``torch.load(weights_only=True)``; pass ``False`` only for a checkpoint you trust
+            that holds arbitrary Python objects.
         :return: what the checkpoint holds beyond ``state`` (all of it when ``state`` is ``None``).
         """
         if state is not None and not isinstance(state, dict):
@@ -634,7 +676,7 @@ class Fabric:
             )
         self._validate_launched()
         unwrapped = _unwrap_state(state) if state is not None else None
-        remainder = self._hooks.load_checkpoint(Path(path), unwrapped, strict, weights_only)
+        remainder = self._hooks.load_checkpoint(Path(path), unwrapped, strict, weights_only is not False)
         self.barrier("load")
         if state is not None and unwrapped is not None:
             # Plain values were replaced in the unwrapped copy; give them back to the caller's dict.
@@ -644,15 +686,22 @@ class Fabric:
         self._hooks.on_load_checkpoint(Path(path), remainder)
         return remainder
 
-    def load_raw(self, path: str | Path, obj: Module | Optimizer, strict: bool = True) -> None:
-        """Load a bare state dict saved with ``torch.save(model.state_dict())`` into ``obj``."""
+    def load_raw(
+        self, path: str | Path, obj: Module | Optimizer, strict: bool = True, weights_only: bool | None = None
+    ) -> None:
+        """Load a bare state dict saved with ``torch.save(model.state_dict())`` into ``obj``.
+
+        It goes through the strategy's ``fabric_load_checkpoint`` and fires
+        ``fabric_on_load_checkpoint``, as :meth:`load` does. ``weights_only`` as in :meth:`load`.
+        """
         target = unwrap(obj)
         if not isinstance(target, (Module, Optimizer)):
             raise TypeError(
                 f"fabric.load_raw(path, obj): obj must be a model or an optimizer, got {type(obj).__name__}."
             )
         self._validate_launched()
-        self._strategy.load_checkpoint(path=path, state=target, strict=strict)
+        self._hooks.load_checkpoint(Path(path), target, strict, weights_only is not False)  # type: ignore[arg-type]
+        self._hooks.on_load_checkpoint(Path(path), {})
 
     # -- misc -----------------------------------------------------------------------------------
 
@@ -693,6 +742,6 @@ def _teardown_at_exit(fabric: Fabric) -> None:
     # A strong reference on purpose: a Fabric made inside a function must still flush its
     # loggers and release its processes when the interpreter exits.
     try:
-        fabric._teardown()
+        fabric._teardown("failed" if _errors.state["failed"] else "success")
     except Exception as err:  # at exit, a failing teardown must not hide the real outcome
         _log.warning("teardown at exit failed", error=repr(err))

@@ -244,8 +244,11 @@ def fabric_on_load_checkpoint(fabric: Fabric, path: Path, checkpoint: dict[str, 
 
 
 @hookspec
-def fabric_on_teardown(fabric: Fabric) -> None:
-    """Called once when the run ends: after ``launch(fn)`` returns, or at interpreter exit."""
+def fabric_on_teardown(fabric: Fabric, status: str) -> None:
+    """Called once when the run ends: after ``launch(fn)`` returns, or at interpreter exit.
+
+    ``status`` is ``"failed"`` when ``launch(fn)`` raised or the script ended with an
+    uncaught exception, else ``"success"``; loggers pass it to ``finalize``."""
 
 
 #: Behaviour hooks that exactly one non-wrapper implementation (the strategy) answers.

@@ -68,6 +68,18 @@ class FabricModule(nn.Module):
         """The user's model."""
         return self._original_module  # type: ignore[no-any-return]
 
+    @property
+    def device(self) -> torch.device:
+        """Where the model's parameters (or buffers) are; the strategy's device for a model without any."""
+        tensor = _first_tensor(self._original_module)
+        return tensor.device if tensor is not None else self._strategy.root_device  # type: ignore[no-any-return]
+
+    @property
+    def dtype(self) -> torch.dtype:
+        """The dtype of the model's floating-point parameters (torch's default dtype without any)."""
+        tensor = _first_tensor(self._original_module, floating=True)
+        return tensor.dtype if tensor is not None else torch.get_default_dtype()
+
     def forward(self, *args: Any, **kwargs: Any) -> Any:
         precision = self._precision
         forward_module = self._forward_call
@@ -155,6 +167,13 @@ class FabricModule(nn.Module):
 
     def __repr__(self) -> str:
         return f"FabricModule({self._original_module!r})"
+
+
+def _first_tensor(module: nn.Module, floating: bool = False) -> Tensor | None:
+    for tensor in (*module.parameters(), *module.buffers()):
+        if not floating or tensor.is_floating_point():
+            return tensor
+    return None
 
 
 def _restore_forward(module: nn.Module, previous: Any) -> None:
@@ -263,7 +282,14 @@ class FabricOptimizer:
 
     def step(self, closure: Callable[[], Any] | None = None) -> Any:
         kwargs = {} if closure is None else {"closure": closure}
-        return self._hooks.optimizer_step(self._optimizer, kwargs)
+        fabric = self._hooks.fabric
+        if not fabric.callbacks:
+            return self._hooks.optimizer_step(self._optimizer, kwargs)
+        # Lightning's callback methods, besides the fabric_on_*_optimizer_step event hooks.
+        fabric.call("on_before_optimizer_step", strategy=self._strategy, optimizer=self._optimizer)
+        result = self._hooks.optimizer_step(self._optimizer, kwargs)
+        fabric.call("on_after_optimizer_step", strategy=self._strategy, optimizer=self._optimizer)
+        return result
 
     def zero_grad(self, set_to_none: bool = True) -> None:
         self._optimizer.zero_grad(set_to_none=set_to_none)
@@ -350,3 +376,27 @@ def is_wrapped(obj: object) -> bool:
     if isinstance(getattr(obj, "_orig_mod", None), FabricModule):
         return True
     return isinstance(obj, (FabricModule, FabricOptimizer, FabricDataLoader))
+
+
+def unwrap_objects(collection: Any) -> Any:
+    """``collection`` (a model, optimizer, dataloader, or a dict/list/tuple of them) with every Fabric wrapper
+    replaced by the user's own object, as Lightning's ``_unwrap_objects``."""
+    if isinstance(collection, dict):
+        return {key: unwrap_objects(value) for key, value in collection.items()}
+    if isinstance(collection, (list, tuple)) and not hasattr(collection, "_fields"):
+        return type(collection)(unwrap_objects(value) for value in collection)
+    return unwrap(collection)
+
+
+# Lightning Fabric's names for these, for scripts that import them from ``lightning.fabric.wrappers``.
+_FabricModule = FabricModule
+_FabricOptimizer = FabricOptimizer
+_FabricDataLoader = FabricDataLoader
+_unwrap_objects = unwrap_objects
+
+
+def _unwrap_compiled(obj: Any) -> tuple[Any, dict[str, Any] | None]:
+    """Lightning's helper: the module inside a ``torch.compile`` wrapper, and the compile arguments
+    (not recorded here: ``None``)."""
+    inner = getattr(obj, "_orig_mod", None)
+    return (inner, None) if isinstance(inner, nn.Module) else (obj, None)

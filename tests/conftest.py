@@ -20,6 +20,14 @@ def _without_addons(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.fixture(autouse=True)
+def _without_global_seed(monkeypatch: pytest.MonkeyPatch) -> None:
+    # seed_everything keeps its seed in the environment (as Lightning does), where the
+    # samplers and spawned processes read it; one test's seed must not reach the next.
+    monkeypatch.delenv("PL_GLOBAL_SEED", raising=False)
+    monkeypatch.delenv("PL_SEED_WORKERS", raising=False)
+
+
+@pytest.fixture(autouse=True)
 def _restore_rank_zero() -> Iterator[None]:
     from fabric_core.utilities.rank_zero import rank_zero_only
 

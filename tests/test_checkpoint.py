@@ -141,8 +141,10 @@ def test_filter_chooses_entries(tmp_path: Path) -> None:
         fabric.save(tmp_path / "c.pt", {"model": model}, filter={"other": lambda k, v: True})
     with pytest.raises(TypeError, match="expected a function"):
         fabric.save(tmp_path / "c.pt", {"model": model}, filter={"model": 3})  # type: ignore[dict-item]
-    with pytest.raises(TypeError, match=r"state\['step'\] is a int"):
-        fabric.save(tmp_path / "c.pt", {"step": 1}, filter={"step": lambda k, v: True})
+    # A filter on a plain value is ignored, as in Lightning, but never silently.
+    with pytest.warns(UserWarning, match=r"filter=\{'step': ...\}\) is ignored: .* state\['step'\] is a plain int"):
+        fabric.save(tmp_path / "c.pt", {"step": 1, "model": model}, filter={"step": lambda k, v: False})
+    assert torch.load(tmp_path / "c.pt", weights_only=True)["step"] == 1
 
 
 def test_load_raw_into_model_and_optimizer(tmp_path: Path) -> None:

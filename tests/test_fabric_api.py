@@ -104,8 +104,11 @@ def test_setting_up_twice_and_wrong_order_are_refused() -> None:
     loader = fabric.setup_dataloaders(DataLoader(range(4)))
     with pytest.raises(ValueError, match="dataloader was already set up"):
         fabric.setup_dataloaders(loader)
-    with pytest.raises(TypeError, match="expects DataLoaders, got int"):
+    with pytest.raises(TypeError, match=r"expects torch.utils.data.DataLoader objects, got int. Wrap the data"):
         fabric.setup_dataloaders(3)  # type: ignore[arg-type]
+    # Any other iterable too, as in Lightning (it used to be accepted and never sharded).
+    with pytest.raises(TypeError, match="expects torch.utils.data.DataLoader objects, got list"):
+        fabric.setup_dataloaders([torch.ones(2)])  # type: ignore[arg-type]
 
 
 def test_mark_forward_method_routes_through_precision() -> None:
@@ -375,13 +378,22 @@ def test_callbacks_get_call_and_event_hooks(tmp_path: Any) -> None:
     ]
 
 
-def test_call_refuses_a_non_callable_attribute() -> None:
+def test_call_skips_a_non_callable_attribute_with_a_warning() -> None:
     class Odd:
         on_thing = 3
 
-    fabric = Fabric(accelerator="cpu", callbacks=[Odd()])
-    with pytest.raises(TypeError, match=r"Odd.on_thing is not callable"):
+    class Fine:
+        def __init__(self) -> None:
+            self.calls = 0
+
+        def on_thing(self) -> None:
+            self.calls += 1
+
+    fine = Fine()
+    fabric = Fabric(accelerator="cpu", callbacks=[Odd(), fine])
+    with pytest.warns(UserWarning, match=r"fabric.call\('on_thing'\) skipped Odd.on_thing: it is not callable"):
         fabric.call("on_thing")
+    assert fine.calls == 1  # the others still run
 
 
 def test_launch_checks_its_arguments() -> None:

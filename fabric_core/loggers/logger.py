@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 from abc import ABC, abstractmethod
 from argparse import Namespace
 from collections.abc import Mapping
@@ -16,7 +15,8 @@ class Logger(ABC):
 
     Fabric registers each logger as a plugin; :meth:`fabric_log` forwards
     ``fabric.log``/``fabric.log_dict`` to :meth:`log_metrics`, and ``fabric_on_teardown``
-    to :meth:`finalize` (``"failed"`` when ``fabric.launch(fn)`` ends with an exception).
+    to :meth:`finalize` with the run's status (``"failed"`` when ``fabric.launch(fn)`` or the
+    script ended with an uncaught exception, else ``"success"``).
     Implementations decide themselves on which ranks they write (usually global rank 0
     only, with :func:`~fabric_core.utilities.rank_zero.rank_zero_only`).
     """
@@ -69,7 +69,31 @@ class Logger(ABC):
         self.log_metrics(metrics, step)
 
     @hookimpl
-    def fabric_on_teardown(self) -> None:
-        # Teardown runs in the ``finally`` of ``fabric.launch(fn)``: an exception in flight
-        # means the run failed.
-        self.finalize("failed" if sys.exc_info()[0] is not None else "success")
+    def fabric_on_teardown(self, status: str) -> None:
+        self.finalize(status)
+
+
+def is_logger_like(obj: object) -> bool:
+    """Whether ``obj`` can serve as a logger, duck typed as in Lightning: ``log_metrics`` and ``log_hyperparams``."""
+    return callable(getattr(obj, "log_metrics", None)) and callable(getattr(obj, "log_hyperparams", None))
+
+
+class LoggerAdapter:
+    """Feeds a logger that is not a :class:`Logger` (a Lightning logger, a ``Mock``) from Fabric's hooks.
+
+    Metrics go to its ``log_metrics(metrics=..., step=...)``; at teardown its ``finalize(status)``
+    is called when it has one.
+    """
+
+    def __init__(self, logger: Any) -> None:
+        self.logger = logger
+
+    @hookimpl
+    def fabric_log(self, metrics: Mapping[str, Any], step: int | None) -> None:
+        self.logger.log_metrics(metrics=metrics, step=step)
+
+    @hookimpl
+    def fabric_on_teardown(self, status: str) -> None:
+        finalize = getattr(self.logger, "finalize", None)
+        if callable(finalize):
+            finalize(status)

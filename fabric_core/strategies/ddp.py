@@ -224,9 +224,11 @@ class DDPStrategy(Strategy):
 
     # -- checkpoints ------------------------------------------------------------------------------
 
-    def save_checkpoint(self, path: Any, state: dict[str, Any], filter: dict[str, Any] | None = None) -> None:
+    def save_checkpoint(
+        self, path: Any, state: dict[str, Any], filter: dict[str, Any] | None = None, storage_options: Any = None
+    ) -> None:
         self.ensure_every_rank_saves(path)
-        super().save_checkpoint(path, state, filter=filter)
+        super().save_checkpoint(path, state, filter=filter, storage_options=storage_options)
 
     def ensure_every_rank_saves(self, path: Any) -> None:
         """Check that every rank reached ``fabric.save`` before anyone writes.

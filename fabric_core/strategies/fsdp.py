@@ -306,7 +306,14 @@ class FSDPStrategy(DDPStrategy):
 
     # -- checkpoints -------------------------------------------------------------------------------
 
-    def save_checkpoint(self, path: Any, state: dict[str, Any], filter: dict[str, Any] | None = None) -> None:
+    def save_checkpoint(
+        self, path: Any, state: dict[str, Any], filter: dict[str, Any] | None = None, storage_options: Any = None
+    ) -> None:
+        if storage_options is not None:
+            raise TypeError(
+                f"FSDPStrategy.save_checkpoint(storage_options={storage_options!r}): FSDP checkpoints are written to "
+                "local files and take no storage options. Drop the argument."
+            )
         path = Path(path)
         self.ensure_every_rank_saves(path)
         sharded_checkpoint.check_target(path)
@@ -322,8 +329,9 @@ class FSDPStrategy(DDPStrategy):
         path: Any,
         state: dict[str, Any] | Module | Optimizer | None = None,
         strict: bool = True,
-        weights_only: bool = True,
+        weights_only: bool | None = None,
     ) -> dict[str, Any]:
+        weights_only = weights_only is not False
         path = Path(path)
         if isinstance(state, (Module, Optimizer)):
             state = {"__raw__": state}

@@ -39,6 +39,7 @@ from torch.nn import Module
 from torch.optim import Optimizer
 
 from fabric_core.checkpoint_io import CheckpointIO
+from fabric_core.strategies.checkpoint_state import apply_filter
 from fabric_core.strategies.strategy import is_stateful
 
 META_FILE = "fabric_meta.pt"
@@ -54,17 +55,6 @@ def owner_of(optimizer: Optimizer, modules: Iterable[Module]) -> Module:
         f"Saving or loading a sharded {type(optimizer).__name__} needs its model in the same state dict (DCP "
         "stores optimizer state by parameter name). Add the model to the state you pass to fabric.save/load."
     )
-
-
-def _filtered(key: str, values: Any, filter: dict[str, Callable[[str, Any], bool]] | None) -> Any:
-    if filter is None or key not in filter:
-        return values
-    if not isinstance(values, dict):
-        raise TypeError(
-            f"fabric.save(filter={{{key!r}: ...}}): the filter applies to the entries of a state dict, but "
-            f"state[{key!r}] is a {type(values).__name__}. Remove {key!r} from the filter."
-        )
-    return {name: value for name, value in values.items() if filter[key](name, value)}
 
 
 def check_target(path: Path) -> None:
@@ -95,11 +85,11 @@ def save_sharded(path: Path, state: dict[str, Any], filter: dict[str, Any] | Non
             )
     tensors: dict[str, Any] = {}
     for key, module in modules.items():
-        tensors[key] = _filtered(key, get_model_state_dict(module), filter)
+        tensors[key] = apply_filter(key, get_model_state_dict(module), filter)
     for key, optimizer in optimizers.items():
         tensors[key] = get_optimizer_state_dict(owner_of(optimizer, modules.values()), optimizer)
-    meta = {key: _filtered(key, obj.state_dict(), filter) for key, obj in stateful.items()}
-    meta.update({key: _filtered(key, value, filter) for key, value in plain.items()})
+    meta = {key: apply_filter(key, obj.state_dict(), filter) for key, obj in stateful.items()}
+    meta.update({key: apply_filter(key, value, filter) for key, value in plain.items()})
 
     rank = dist.get_rank()
     staging_name = [f".{path.name}.{uuid.uuid4().hex[:8]}.tmp" if rank == 0 else None]
@@ -212,14 +202,14 @@ def full_state(state: dict[str, Any], filter: dict[str, Any] | None) -> dict[str
     converted: dict[str, Any] = {}
     for key, value in state.items():
         if key in modules:
-            converted[key] = _filtered(key, get_model_state_dict(value, options=options), filter)
+            converted[key] = apply_filter(key, get_model_state_dict(value, options=options), filter)
         elif key in optimizers:
             owner = owner_of(value, modules.values())
-            converted[key] = _filtered(key, get_optimizer_state_dict(owner, value, options=options), filter)
+            converted[key] = apply_filter(key, get_optimizer_state_dict(owner, value, options=options), filter)
         elif key in stateful:
-            converted[key] = _filtered(key, value.state_dict(), filter)
+            converted[key] = apply_filter(key, value.state_dict(), filter)
         else:
-            converted[key] = _filtered(key, plain[key], filter)
+            converted[key] = apply_filter(key, plain[key], filter)
     return converted
 
 

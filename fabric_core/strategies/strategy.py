@@ -23,6 +23,7 @@ from fabric_core.checkpoint_io import CheckpointIO
 from fabric_core.hookspecs import hookimpl
 from fabric_core.precision.precision import Precision
 from fabric_core.strategies._empty_init import EmptyInit
+from fabric_core.strategies.checkpoint_state import apply_filter
 
 if TYPE_CHECKING:
     from fabric_core.accelerators.accelerator import Accelerator
@@ -199,7 +200,15 @@ class Strategy(ABC):
     # -- training step --------------------------------------------------------------------
 
     def backward(self, tensor: Tensor, module: Module | None, *args: Any, **kwargs: Any) -> None:
-        self.precision.backward(tensor, module, *args, **kwargs)
+        precision = self.precision
+        kind = type(precision)
+        if kind.pre_backward is Precision.pre_backward and kind.post_backward is Precision.post_backward:
+            precision.backward(tensor, module, *args, **kwargs)
+            return
+        # A precision written for Lightning's interface: its hooks around backward run too.
+        tensor = precision.pre_backward(tensor, module)
+        precision.backward(tensor, module, *args, **kwargs)
+        precision.post_backward(tensor, module)
 
     def optimizer_step(self, optimizer: Optimizer, **kwargs: Any) -> Any:
         return self.precision.optimizer_step(optimizer, **kwargs)
@@ -263,30 +272,36 @@ class Strategy(ABC):
                 value = obj.state_dict()
             else:
                 value = obj
-            if filter is not None and key in filter:
-                if not isinstance(value, dict):
-                    raise TypeError(
-                        f"fabric.save(filter={{{key!r}: ...}}): the filter applies to the entries of a state "
-                        f"dict, but state[{key!r}] is a {type(obj).__name__}. Remove {key!r} from the filter."
-                    )
-                value = {k: v for k, v in value.items() if filter[key](k, v)}
-            converted[key] = value
+            converted[key] = apply_filter(key, value, filter)
         return converted
 
-    def save_checkpoint(self, path: str | Path, state: dict[str, Any], filter: dict[str, Any] | None = None) -> None:
-        """Write ``state`` to one file; only global rank 0 writes."""
+    def save_checkpoint(
+        self,
+        path: str | Path,
+        state: dict[str, Any],
+        filter: dict[str, Any] | None = None,
+        storage_options: Any = None,
+    ) -> None:
+        """Write ``state`` to one file; only global rank 0 writes.
+
+        :param storage_options: passed on to the checkpoint IO (Lightning's argument).
+        """
         checkpoint = self.convert_state(state, filter)
         if self.is_global_zero:
-            self.checkpoint_io.save_checkpoint(checkpoint, path)
+            self.checkpoint_io.save_checkpoint(checkpoint, path, storage_options=storage_options)
 
     def load_checkpoint(
         self,
         path: str | Path,
         state: dict[str, Any] | Module | Optimizer | None = None,
         strict: bool = True,
-        weights_only: bool = True,
+        weights_only: bool | None = None,
     ) -> dict[str, Any]:
-        """Restore the live objects in ``state`` from ``path``; return what was not requested."""
+        """Restore the live objects in ``state`` from ``path``; return what was not requested.
+
+        :param weights_only: ``None`` (the default) and ``True`` load with
+            ``torch.load(weights_only=True)``; ``False`` unpickles anything (trusted files only).
+        """
         checkpoint = self.checkpoint_io.load_checkpoint(path, weights_only=weights_only)
         if state is None:
             return checkpoint

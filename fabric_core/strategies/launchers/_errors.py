@@ -24,6 +24,24 @@ ERROR_DIR_VARIABLE = "FABRIC_ERROR_DIR"
 state = {"failed": False}
 
 
+def track_uncaught_exceptions() -> None:
+    """Note in :data:`state` when this process ends with an uncaught exception (for the run's final status).
+
+    Python calls ``sys.excepthook`` before the exit handlers, so Fabric's teardown at exit
+    can tell loggers whether the script failed.
+    """
+    if getattr(sys.excepthook, "_fabric_tracks", False):
+        return
+    previous = sys.excepthook
+
+    def hook(kind: type[BaseException], value: BaseException, tb: TracebackType | None) -> None:
+        state["failed"] = True
+        previous(kind, value, tb)
+
+    hook._fabric_tracks = True  # type: ignore[attr-defined]
+    sys.excepthook = hook
+
+
 def install_rank_excepthook(rank: int) -> None:
     """Make uncaught exceptions on this rank name the rank and leave a record for the launcher."""
     if getattr(sys.excepthook, "_fabric_rank", None) == rank:

@@ -608,9 +608,16 @@ class DeepSpeedStrategy(DDPStrategy):
 
     # -- checkpoints ------------------------------------------------------------------------------
 
-    def save_checkpoint(self, path: Any, state: dict[str, Any], filter: dict[str, Any] | None = None) -> None:
+    def save_checkpoint(
+        self, path: Any, state: dict[str, Any], filter: dict[str, Any] | None = None, storage_options: Any = None
+    ) -> None:
         from fabric_deepspeed.checkpoint import save
 
+        if storage_options is not None:
+            raise TypeError(
+                f"DeepSpeedStrategy.save_checkpoint(storage_options={storage_options!r}): DeepSpeed writes local "
+                "files and takes no storage options. Drop the argument."
+            )
         save(self, Path(path), state, filter)
 
     def load_checkpoint(
@@ -618,11 +625,11 @@ class DeepSpeedStrategy(DDPStrategy):
         path: Any,
         state: dict[str, Any] | Module | Optimizer | None = None,
         strict: bool = True,
-        weights_only: bool = True,
+        weights_only: bool | None = None,
     ) -> dict[str, Any]:
         from fabric_deepspeed.checkpoint import load
 
-        return load(self, Path(path), state, strict=strict, weights_only=weights_only)
+        return load(self, Path(path), state, strict=strict, weights_only=weights_only is not False)
 
     def _base_save_checkpoint(self, path: Any, state: dict[str, Any], filter: dict[str, Any] | None) -> None:
         super().save_checkpoint(path, state, filter=filter)

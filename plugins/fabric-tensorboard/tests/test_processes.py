@@ -117,11 +117,6 @@ def test_a_run_that_raises_in_launch_is_recorded_as_failed(
     assert events(tmp_path / "runs" / "lightning_logs" / "version_0").status() == "STATUS_FAILURE"
 
 
-@pytest.mark.xfail(
-    reason="fabric-core finalizes loggers of a plain script at interpreter exit, where sys.exc_info() is empty, "
-    "so a script that raised is finalized with 'success' (issue 10, item 4: pass the status to fabric_on_teardown)",
-    strict=False,
-)
 def test_a_plain_script_that_raises_is_recorded_as_failed(
     run_script: Callable[..., Any], tmp_path: Path, events: Events
 ) -> None:
