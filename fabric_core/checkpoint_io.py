@@ -1,21 +1,123 @@
-"""Reading and writing checkpoint files: atomic saves, safe loads, clear errors."""
+"""Reading and writing checkpoint files: atomic saves, safe loads, clear errors.
+
+Two kinds of unreadable checkpoint get two errors, worded once here and shared by every
+format (single files, sharded DCP directories, ``fabric consolidate``):
+:class:`UnsafeCheckpointError` for a file that holds Python objects whose unpickling may
+run code (refused under ``weights_only=True``), and :class:`CheckpointError` for a file
+that is damaged.
+"""
 
 from __future__ import annotations
 
+import errno
 import os
 import pickle
+import pickletools
 import re
+import shutil
 import tempfile
+import zipfile
 from pathlib import Path
 from typing import Any
 
 import torch
 
-_REFUSED_GLOBAL = re.compile(r"Unsupported global: GLOBAL ([\w.]+)")
+# torch words a refused global in two ways, depending on whether its module is blocked outright.
+_REFUSED_GLOBAL = re.compile(r"(?:Unsupported global: GLOBAL|unsupported GLOBAL) ([\w.]+)")
+_UNSUPPORTED_OPCODE = re.compile(r"Unsupported operand (\d+)")
+_DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
 
 
 class CheckpointError(RuntimeError):
-    """A checkpoint file exists but cannot be read (corrupt, truncated, or unsafe to unpickle)."""
+    """A checkpoint exists but cannot be read: it is damaged, or unsafe to unpickle (:class:`UnsafeCheckpointError`)."""
+
+
+class UnsafeCheckpointError(CheckpointError):
+    """A checkpoint holds Python objects whose unpickling may run code; refused unless the caller trusts the file."""
+
+
+def holds_code(path: str | Path, what: str, opt_in: str = "load it with weights_only=False") -> UnsafeCheckpointError:
+    """The one error for "this file holds code": ``what`` is the object refused, ``opt_in`` how to trust the file."""
+    return UnsafeCheckpointError(
+        f"Checkpoint {str(path)!r} holds a Python object ({what}) that loading with weights_only=True refuses: "
+        "unpickling it could run code. Only tensors, containers and plain values load safely. If you trust the "
+        f"file, {opt_in}."
+    )
+
+
+def damaged(path: str | Path, err: BaseException) -> CheckpointError:
+    """The one error for "this file is damaged", with the size of the file and the reader's own reason."""
+    size = Path(path).stat().st_size if Path(path).exists() else 0
+    return CheckpointError(
+        f"Checkpoint {str(path)!r} ({size} bytes) is corrupt or truncated and cannot be read "
+        f"({type(err).__name__}: {_first_line(err)}). "
+        "Restore it from a backup or load an earlier checkpoint."
+    )
+
+
+def refusal(path: str | Path, err: BaseException, data: bytes | None = None) -> CheckpointError:
+    """Why torch's weights-only unpickler refused ``path`` (or its pickle ``data``): code, protocol or damage."""
+    refused = _REFUSED_GLOBAL.search(str(err))
+    if refused is not None:
+        return holds_code(path, refused.group(1))
+    opcode = _UNSUPPORTED_OPCODE.search(str(err))
+    if opcode is None:
+        return damaged(path, err)
+    # The safe loader reads only the opcodes of pickle protocol 2. Read what the pickle
+    # refers to, without running it, to tell a benign newer-protocol file from code.
+    data = _pickle_bytes(Path(path)) if data is None else data
+    try:
+        protocol, references = _pickle_outline(data or b"")
+    except ValueError:  # pickletools could not follow the opcodes: the pickle is damaged
+        return damaged(path, err)
+    foreign = [name for name in references if not name.startswith(("torch.", "collections.OrderedDict"))]
+    if foreign:
+        return holds_code(path, foreign[0])
+    return CheckpointError(
+        f"Checkpoint {str(path)!r} was written with pickle protocol {protocol} (torch.save(..., "
+        f"pickle_protocol={protocol})), which torch.load(weights_only=True) cannot read: it stops at pickle opcode "
+        f"{opcode.group(1)}. This is a limit of torch's safe loader, not damage to the file. If you trust the file, "
+        "load it with weights_only=False and save it again with fabric.save (the default protocol), so that it "
+        "loads safely from then on."
+    )
+
+
+def _pickle_bytes(path: Path) -> bytes | None:
+    """The pickle inside a ``torch.save`` zip archive, or the start of a legacy/plain pickle file."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            name = next(n for n in archive.namelist() if n.endswith("/data.pkl") or n == "data.pkl")
+            return archive.read(name)
+    except (zipfile.BadZipFile, StopIteration, OSError):
+        return path.read_bytes() if path.is_file() else None
+
+
+def _pickle_outline(data: bytes) -> tuple[int, list[str]]:
+    """The protocol of a pickle and the globals (``module.name``) it refers to, read without unpickling it."""
+    protocol = 0
+    found: list[str] = []
+    strings: list[Any] = []
+    memo: dict[Any, Any] = {}
+    last: Any = None  # what the latest opcode pushed, when it was a string (for the memo)
+    for opcode, arg, _ in pickletools.genops(data):
+        name = opcode.name
+        if name == "PROTO":
+            protocol = int(arg or 0)
+        elif name in ("GLOBAL", "INST"):
+            found.append(str(arg).replace(" ", "."))
+        elif name == "STACK_GLOBAL" and len(strings) >= 2:
+            found.append(f"{strings[-2]}.{strings[-1]}")
+        elif name == "MEMOIZE":
+            memo[len(memo)] = last
+        elif name in ("PUT", "BINPUT", "LONG_BINPUT"):
+            memo[arg] = last
+        elif name in ("GET", "BINGET", "LONG_BINGET"):
+            strings.append(memo.get(arg))
+        elif isinstance(arg, str) and "UNICODE" in name:
+            strings.append(arg)
+        if name not in ("MEMOIZE", "PUT", "BINPUT", "LONG_BINPUT", "FRAME"):
+            last = arg if isinstance(arg, str) and "UNICODE" in name else (strings[-1] if "GET" in name else None)
+    return protocol, found
 
 
 def _first_line(err: BaseException) -> str:
@@ -46,6 +148,7 @@ class CheckpointIO:
                 "takes no storage options. Drop the argument, or pass a CheckpointIO of your own that uses them."
             )
         path = Path(path)
+        _check_destination(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         descriptor, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
         try:
@@ -54,8 +157,11 @@ class CheckpointIO:
                 file.flush()
                 os.fsync(file.fileno())
             os.replace(temporary, path)
-        except BaseException:
+        except BaseException as err:
+            written = Path(temporary).stat().st_size if Path(temporary).exists() else 0
             Path(temporary).unlink(missing_ok=True)
+            if _is_disk_full(err):
+                raise _disk_full(path, checkpoint, written) from err
             raise
 
     def load_checkpoint(
@@ -78,16 +184,9 @@ class CheckpointIO:
         try:
             checkpoint = torch.load(path, map_location=map_location, weights_only=weights_only)
         except pickle.UnpicklingError as err:
-            refused = _REFUSED_GLOBAL.search(str(err))
-            if weights_only and refused is not None:
-                raise CheckpointError(
-                    f"Checkpoint {str(path)!r} holds a Python object ({refused.group(1)}) that loading with "
-                    "weights_only=True refuses: only tensors, containers and plain values load safely. If you "
-                    "trust the file, load it with weights_only=False."
-                ) from err
-            raise self._unreadable(path, err) from err
+            raise (refusal(path, err) if weights_only else damaged(path, err)) from err
         except (RuntimeError, EOFError, ValueError, OSError, KeyError, IndexError) as err:
-            raise self._unreadable(path, err) from err
+            raise damaged(path, err) from err
         if not isinstance(checkpoint, dict):
             raise CheckpointError(
                 f"Checkpoint {str(path)!r} holds a {type(checkpoint).__name__}, not a dict of state. "
@@ -95,17 +194,68 @@ class CheckpointIO:
             )
         return checkpoint
 
-    @staticmethod
-    def _unreadable(path: Path, err: BaseException) -> CheckpointError:
-        size = path.stat().st_size
-        return CheckpointError(
-            f"Checkpoint {str(path)!r} ({size} bytes) is corrupt or truncated and cannot be read "
-            f"({type(err).__name__}: {_first_line(err)}). "
-            "Restore it from a backup or load an earlier checkpoint."
-        )
-
     def remove_checkpoint(self, path: str | Path) -> None:
         Path(path).unlink(missing_ok=True)
 
     def teardown(self) -> None:
         """Release resources (nothing for plain files)."""
+
+
+def _check_destination(path: Path) -> None:
+    """Refuse, before writing anything, a file path that cannot hold a checkpoint file."""
+    for folder in path.parents:
+        if folder.exists() and not folder.is_dir():
+            raise NotADirectoryError(
+                f"fabric.save({str(path)!r}): {str(folder)!r} is a file, not a directory, so nothing can be saved "
+                "under it. Choose another path, or move that file away."
+            )
+    if path.is_dir():
+        entries = sum(1 for _ in path.iterdir())
+        held = f"a directory holding {entries} entries" if entries else "an empty directory"
+        raise IsADirectoryError(
+            f"fabric.save({str(path)!r}): this path is {held}, and a single-file checkpoint cannot replace a "
+            f"directory. Save to a file path instead (for example {str(path / 'checkpoint.pt')!r}), or remove the "
+            "directory first."
+        )
+
+
+def _is_disk_full(err: BaseException) -> bool:
+    """Whether ``err`` or an error it chains is "No space left on device" (torch wraps it in a RuntimeError)."""
+    seen: BaseException | None = err
+    while seen is not None:
+        if isinstance(seen, OSError) and seen.errno in _DISK_FULL:
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
+def _disk_full(path: Path, checkpoint: Any, written: int) -> OSError:
+    tensors = _tensor_bytes(checkpoint)
+    free = shutil.disk_usage(path.parent).free
+    before = (
+        f"The previous checkpoint at {str(path)!r} is intact"
+        if path.exists()
+        else f"Nothing was written at {str(path)!r}"
+    )
+    return OSError(
+        errno.ENOSPC,
+        f"fabric.save({str(path)!r}): No space left on device in {str(path.parent)!r}. The checkpoint needs about "
+        f"{_megabytes(tensors)} of tensors; {_megabytes(written)} had been written when the disk filled, and "
+        f"{_megabytes(free)} is free now. {before} (the partial file was removed). Free some space or save "
+        "elsewhere.",
+    )
+
+
+def _tensor_bytes(value: Any) -> int:
+    """The bytes of the tensors in a (nested) checkpoint: what a save must at least write."""
+    if isinstance(value, torch.Tensor):
+        return value.numel() * value.element_size()
+    if isinstance(value, dict):
+        return sum(_tensor_bytes(item) for item in value.values())
+    if isinstance(value, (list, tuple)):
+        return sum(_tensor_bytes(item) for item in value)
+    return 0
+
+
+def _megabytes(size: int) -> str:
+    return f"{size / 2**20:.1f} MiB"
