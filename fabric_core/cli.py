@@ -59,6 +59,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     consolidate.add_argument("directory", help="the checkpoint directory fabric.save wrote")
     consolidate.add_argument("-o", "--output", help="the file to write (default: DIRECTORY.consolidated.pt)")
+    consolidate.add_argument(
+        "--no-weights-only",
+        dest="weights_only",
+        action="store_false",
+        help="unpickle any Python object in the checkpoint (runs its code: only for a directory you trust)",
+    )
     consolidate.set_defaults(handler=_consolidate)
     return parser
 
@@ -66,13 +72,20 @@ def build_parser() -> argparse.ArgumentParser:
 def _consolidate(args: argparse.Namespace) -> int:
     from pathlib import Path
 
+    from fabric_core.checkpoint_io import CheckpointError, UnsafeCheckpointError
     from fabric_core.strategies.sharded_checkpoint import consolidate
 
     directory = Path(args.directory)
     output = Path(args.output) if args.output else directory.with_name(directory.name + ".consolidated.pt")
     try:
-        consolidate(directory, output)
-    except FileNotFoundError as err:
+        consolidate(directory, output, weights_only=args.weights_only)
+    except UnsafeCheckpointError as err:
+        print(
+            f"fabric consolidate: error: {err} Here: `fabric consolidate --no-weights-only {args.directory}`.",
+            file=sys.stderr,
+        )
+        return 2
+    except (FileNotFoundError, CheckpointError) as err:
         print(f"fabric consolidate: error: {err}", file=sys.stderr)
         return 2
     print(f"wrote {output}")

@@ -24,8 +24,6 @@ from typing import Any
 import torch
 import torch.distributed as dist
 from torch.distributed.checkpoint.api import CheckpointException
-from torch.distributed.checkpoint.default_planner import DefaultLoadPlanner
-from torch.distributed.checkpoint.filesystem import FileSystemReader
 from torch.distributed.checkpoint.state_dict import (
     StateDictOptions,
     get_model_state_dict,
@@ -33,12 +31,14 @@ from torch.distributed.checkpoint.state_dict import (
     set_model_state_dict,
     set_optimizer_state_dict,
 )
+from torch.distributed.checkpoint.state_dict_loader import _load_state_dict
 from torch.distributed.checkpoint.state_dict_loader import load as dcp_load
 from torch.distributed.checkpoint.state_dict_saver import save as dcp_save
 from torch.nn import Module
 from torch.optim import Optimizer
 
 from fabric_core.checkpoint_io import CheckpointIO
+from fabric_core.strategies import dcp_reading
 from fabric_core.strategies.checkpoint_state import apply_filter
 from fabric_core.strategies.strategy import is_stateful
 
@@ -151,7 +151,7 @@ def load_sharded(path: Path, state: dict[str, Any] | None, strict: bool, weights
             "turn it into one file first with `fabric consolidate`."
         )
     modules, optimizers, stateful, plain = _split(state)
-    metadata = FileSystemReader(path).read_metadata()
+    metadata = dcp_reading.read_metadata(path, weights_only)
     saved_keys = {key.split(".", 1)[0] for key in metadata.state_dict_metadata}
     available = saved_keys | set(meta)
     missing = [key for key in state if key not in available]
@@ -167,9 +167,13 @@ def load_sharded(path: Path, state: dict[str, Any] | None, strict: bool, weights
     for key, optimizer in optimizers.items():
         if key in saved_keys:
             tensors[key] = get_optimizer_state_dict(owner_of(optimizer, modules.values()), optimizer)
+    planner = dcp_reading.SafeLoadPlanner(path, weights_only, allow_partial_load=not strict)
     try:
-        dcp_load(tensors, checkpoint_id=path, planner=DefaultLoadPlanner(allow_partial_load=not strict))
+        dcp_load(tensors, storage_reader=dcp_reading.MetadataReader(path, metadata), planner=planner)
     except CheckpointException as err:
+        ours = dcp_reading.checkpoint_error_in(err)
+        if ours is not None:
+            raise ours from err
         # DCP's own error is a BaseException listing every rank's failure; give the one-line cause.
         if strict and "missing key" in str(err).lower():
             raise KeyError(
@@ -255,23 +259,33 @@ def _load_full_optimizer(
         group.update({name: setting for name, setting in saved.items() if name != "params"})
 
 
-def consolidate(directory: str | Path, output: str | Path) -> None:
-    """Turn a sharded checkpoint directory into one file for ``torch.load(weights_only=True)`` (no processes needed)."""
-    directory, output = Path(directory), Path(output)
-    from torch.distributed.checkpoint.format_utils import dcp_to_torch_save
+def consolidate(directory: str | Path, output: str | Path, weights_only: bool = True) -> None:
+    """Turn a sharded checkpoint directory into one file for ``torch.load(weights_only=True)`` (no processes needed).
 
+    :param weights_only: ``True`` refuses a directory whose metadata or values would run code when
+        unpickled; ``False`` trusts it.
+    """
+    directory, output = Path(directory), Path(output)
     if not is_sharded_checkpoint(directory):
         raise FileNotFoundError(
             f"{str(directory)!r} is not a sharded checkpoint directory (no DCP .metadata file in it). Point "
             "`fabric consolidate` to the directory fabric.save wrote."
         )
-    staging = output.parent / f".{output.name}.{uuid.uuid4().hex[:8]}.tmp"
-    output.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        dcp_to_torch_save(directory, staging)
-        tensors = torch.load(staging, weights_only=True)
-    finally:
-        staging.unlink(missing_ok=True)
+    metadata = dcp_reading.read_metadata(directory, weights_only)
     meta_path = directory / META_FILE
-    meta = CheckpointIO().load_checkpoint(meta_path) if meta_path.exists() else {}
+    meta = CheckpointIO().load_checkpoint(meta_path, weights_only=weights_only) if meta_path.exists() else {}
+    tensors: dict[str, Any] = {}
+    planner = dcp_reading.SafeConsolidatePlanner(directory, weights_only)
+    try:
+        # Private, as in dcp_to_torch_save: the public load copies the dict that this planner fills in.
+        _load_state_dict(
+            tensors, storage_reader=dcp_reading.MetadataReader(directory, metadata), planner=planner, no_dist=True
+        )
+    except CheckpointException as err:
+        ours = dcp_reading.checkpoint_error_in(err)
+        if ours is not None:
+            raise ours from err
+        raise RuntimeError(
+            f"Reading the sharded checkpoint {str(directory)!r} failed: {str(err).splitlines()[0]}"
+        ) from err
     CheckpointIO().save_checkpoint({**meta, **tensors}, output)
