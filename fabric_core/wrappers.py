@@ -250,6 +250,9 @@ class FabricOptimizer:
         self._optimizer = optimizer
         self._strategy = strategy
         self._hooks = hooks
+        # The Fabric's own list (callbacks added later, a LightningModule's, appear in it):
+        # read on every step, so kept here rather than looked up through the Fabric.
+        self._callbacks: list[Any] = hooks.fabric.callbacks
 
     @property
     def optimizer(self) -> Optimizer:
@@ -282,10 +285,10 @@ class FabricOptimizer:
 
     def step(self, closure: Callable[[], Any] | None = None) -> Any:
         kwargs = {} if closure is None else {"closure": closure}
-        fabric = self._hooks.fabric
-        if not fabric.callbacks:
+        if not self._callbacks:
             return self._hooks.optimizer_step(self._optimizer, kwargs)
         # Lightning's callback methods, besides the fabric_on_*_optimizer_step event hooks.
+        fabric = self._hooks.fabric
         fabric.call("on_before_optimizer_step", strategy=self._strategy, optimizer=self._optimizer)
         result = self._hooks.optimizer_step(self._optimizer, kwargs)
         fabric.call("on_after_optimizer_step", strategy=self._strategy, optimizer=self._optimizer)

@@ -238,9 +238,9 @@ def test_a_script_without_launch_runs_and_launch_is_a_no_op(tmp_path: Path, styl
     _assert_nothing_left(run.marker)
 
 
-def test_workers_stop_when_fabric_run_is_killed(tmp_path: Path, script: Path) -> None:
-    marker = f"fabric-run-test-{uuid.uuid4().hex}"
-    process = subprocess.Popen(
+def _start_sleeping_run(tmp_path: Path, script: Path, marker: str) -> subprocess.Popen[str]:
+    """A ``fabric run`` of two workers that sleep after printing READY (stdout and stderr on one pipe)."""
+    return subprocess.Popen(
         _command("--accelerator", "cpu", "--devices", "2", "--main-port", str(_free_port()), str(script)),
         cwd=tmp_path,
         env=_environment(marker, TEST_SLEEP="120"),
@@ -248,6 +248,11 @@ def test_workers_stop_when_fabric_run_is_killed(tmp_path: Path, script: Path) ->
         stderr=subprocess.STDOUT,
         text=True,
     )
+
+
+def test_workers_stop_when_fabric_run_is_killed(tmp_path: Path, script: Path) -> None:
+    marker = f"fabric-run-test-{uuid.uuid4().hex}"
+    process = _start_sleeping_run(tmp_path, script, marker)
     try:
         ready = 0
         for line in process.stdout or []:
@@ -386,14 +391,7 @@ def test_exit_status_is_the_failing_workers(tmp_path: Path, script: Path) -> Non
 
 def test_sigterm_stops_every_process(tmp_path: Path, script: Path) -> None:
     marker = f"fabric-run-test-{uuid.uuid4().hex}"
-    process = subprocess.Popen(
-        _command("--accelerator", "cpu", "--devices", "2", "--main-port", str(_free_port()), str(script)),
-        cwd=tmp_path,
-        env=_environment(marker, TEST_SLEEP="120"),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
+    process = _start_sleeping_run(tmp_path, script, marker)
     lines: queue.Queue[str] = queue.Queue()
 
     def read() -> None:
