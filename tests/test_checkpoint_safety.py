@@ -262,3 +262,72 @@ def test_a_full_disk_names_the_need_and_keeps_the_previous_checkpoint(tmp_path: 
         "Free some space or save elsewhere."
     ), line
     assert "inline_container" not in line and ".tmp" not in line
+
+
+# -- strict=False that matches nothing ---------------------------------------------------------------
+
+
+def test_a_lenient_load_that_matches_no_key_warns_with_both_key_sets(tmp_path: Path) -> None:
+    fabric = Fabric(accelerator="cpu")
+    fabric.save(tmp_path / "c.pt", {"net": nn.Linear(2, 2), "step": 1})
+    message = (
+        f"fabric.load({str(tmp_path / 'c.pt')!r}, strict=False) restored nothing: none of the requested keys "
+        "['epoch', 'model'] is in the checkpoint, which has ['net', 'step']. Use the keys the checkpoint was saved "
+        "with."
+    )
+    with pytest.warns(UserWarning) as record:
+        fabric.load(tmp_path / "c.pt", {"model": nn.Linear(2, 2), "epoch": 0}, strict=False)
+    assert [str(w.message) for w in record] == [message]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # one matching key: no warning
+        fabric.load(tmp_path / "c.pt", {"net": nn.Linear(2, 2), "epoch": 0}, strict=False)
+
+
+def test_a_lenient_model_load_that_matches_no_entry_warns_with_a_few_names(tmp_path: Path) -> None:
+    fabric = Fabric(accelerator="cpu")
+    model = nn.Sequential(nn.Linear(2, 2), nn.Linear(2, 2))
+    prefixed = {f"module.{name}": value for name, value in model.state_dict().items()}
+    torch.save(prefixed, tmp_path / "raw.pt")
+    before = [p.clone() for p in model.parameters()]
+    with pytest.warns(UserWarning) as record:
+        fabric.load_raw(tmp_path / "raw.pt", nn.Sequential(nn.Linear(2, 2), nn.Linear(2, 2)), strict=False)
+    assert [str(w.message) for w in record] == [
+        "Loading a state dict into Sequential with strict=False matched none of its 4 entries, so no weight "
+        "changed: the model has ['0.bias', '0.weight', '1.bias'] and 1 more, the state dict has ['module.0.bias', "
+        "'module.0.weight', 'module.1.bias'] and 1 more. Rename the keys (a prefix such as 'module.' added or "
+        "missing?) or check that the checkpoint is for this model."
+    ]
+    assert all(torch.equal(a, b) for a, b in zip(before, model.parameters(), strict=True))
+
+
+LENIENT_SHARDED = """
+import sys, warnings
+from torch import nn
+from fabric_core import Fabric
+from fabric_core.strategies.fsdp import FSDPStrategy
+
+fabric = Fabric(accelerator="cpu", devices=1, strategy=FSDPStrategy())
+fabric.launch()
+with warnings.catch_warnings(record=True) as record:
+    warnings.simplefilter("always")
+    fabric.load(sys.argv[1], {"other": nn.Linear(2, 2)}, strict=False)
+    fabric.load(sys.argv[1], {"model": nn.Sequential(nn.Linear(2, 2))}, strict=False)
+for warning in record:
+    if issubclass(warning.category, UserWarning) and "strict=False" in str(warning.message):
+        print(f"WARNING {warning.message}")
+"""
+
+
+def test_a_lenient_sharded_load_that_matches_nothing_warns(tmp_path: Path) -> None:
+    _benign(tmp_path / "ckpt")
+    run = run_script(tmp_path, LENIENT_SHARDED, str(tmp_path / "ckpt"))
+    warned = [line for line in run.output.splitlines() if line.startswith("WARNING")]
+    assert warned == [
+        f"WARNING fabric.load({str(tmp_path / 'ckpt')!r}, strict=False) restored nothing: none of the requested "
+        "keys ['other'] is in the checkpoint, which has ['model', 'step']. Use the keys the checkpoint was saved "
+        "with.",
+        "WARNING Loading a state dict into Sequential with strict=False matched none of its 2 entries, so no weight "
+        "changed: the model has ['0.bias', '0.weight'], the state dict has ['_extra_state.note', 'lin.bias', "
+        "'lin.weight']. Rename the keys (a prefix such as 'module.' added or missing?) or check that the checkpoint "
+        "is for this model.",
+    ], run.output

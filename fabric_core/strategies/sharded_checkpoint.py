@@ -39,7 +39,7 @@ from torch.optim import Optimizer
 
 from fabric_core.checkpoint_io import CheckpointIO
 from fabric_core.strategies import dcp_reading
-from fabric_core.strategies.checkpoint_state import apply_filter
+from fabric_core.strategies.checkpoint_state import apply_filter, warn_if_no_entry_matched, warn_if_no_key_matched
 from fabric_core.strategies.strategy import is_stateful
 
 META_FILE = "fabric_meta.pt"
@@ -160,6 +160,8 @@ def load_sharded(path: Path, state: dict[str, Any] | None, strict: bool, weights
             f"The requested state contains keys {missing} that the checkpoint {str(path)!r} does not have (it has "
             f"{sorted(available)}). Pass strict=False to load the keys that exist."
         )
+    if not strict:
+        warn_if_no_key_matched(path, state, available)
     tensors: dict[str, Any] = {}
     for key, module in modules.items():
         if key in saved_keys:
@@ -183,6 +185,9 @@ def load_sharded(path: Path, state: dict[str, Any] | None, strict: bool, weights
         raise RuntimeError(f"Loading the sharded checkpoint {str(path)!r} failed: {str(err).splitlines()[0]}") from err
     for key, module in modules.items():
         if key in tensors:
+            if not strict:
+                saved = [name[len(key) + 1 :] for name in metadata.state_dict_metadata if name.startswith(f"{key}.")]
+                warn_if_no_entry_matched(module, tensors[key], saved)
             set_model_state_dict(module, tensors[key], options=StateDictOptions(strict=strict))
     for key, optimizer in optimizers.items():
         if key in tensors:
@@ -226,12 +231,16 @@ def load_full_into(checkpoint: dict[str, Any], state: dict[str, Any], strict: bo
             f"The requested state contains keys {missing} that the checkpoint {str(path)!r} does not have (it has "
             f"{sorted(checkpoint)}). Pass strict=False to load the keys that exist."
         )
+    if not strict:
+        warn_if_no_key_matched(path, state, checkpoint)
     options = StateDictOptions(full_state_dict=True, strict=strict)
     for key, obj in list(state.items()):
         if key not in checkpoint:
             continue
         value = checkpoint.pop(key)
         if key in modules:
+            if not strict:
+                warn_if_no_entry_matched(obj, get_model_state_dict(obj), value)
             set_model_state_dict(obj, value, options=options)
         elif key in optimizers:
             _load_full_optimizer(owner_of(obj, modules.values()), obj, value, options)

@@ -23,7 +23,7 @@ from fabric_core.checkpoint_io import CheckpointIO
 from fabric_core.hookspecs import hookimpl
 from fabric_core.precision.precision import Precision
 from fabric_core.strategies._empty_init import EmptyInit
-from fabric_core.strategies.checkpoint_state import apply_filter
+from fabric_core.strategies.checkpoint_state import apply_filter, warn_if_no_entry_matched, warn_if_no_key_matched
 
 if TYPE_CHECKING:
     from fabric_core.accelerators.accelerator import Accelerator
@@ -256,6 +256,8 @@ class Strategy(ABC):
 
     def load_module_state_dict(self, module: Module, state_dict: dict[str, Any], strict: bool = True) -> None:
         module.load_state_dict(state_dict, strict=strict)
+        if not strict:
+            warn_if_no_entry_matched(module, module.state_dict(), state_dict)
 
     def get_optimizer_state(self, optimizer: Optimizer) -> dict[str, Any]:
         return optimizer.state_dict()
@@ -317,6 +319,8 @@ class Strategy(ABC):
                 f"The requested state contains keys {missing} that the checkpoint {str(path)!r} does not have "
                 f"(it has {sorted(checkpoint)}). Pass strict=False to load the keys that exist."
             )
+        if not strict:
+            warn_if_no_key_matched(path, state, checkpoint)
         for key, obj in list(state.items()):
             if key not in checkpoint:
                 continue
