@@ -26,13 +26,13 @@ from fabric_core.strategies import collectives
 from fabric_core.strategies.launchers._errors import install_rank_excepthook
 from fabric_core.strategies.launchers.multiprocessing import MultiProcessingLauncher
 from fabric_core.strategies.launchers.subprocess_script import SubprocessScriptLauncher
-from fabric_core.strategies.strategy import Strategy
+from fabric_core.strategies.parallel import ParallelStrategy
 
 _START_METHODS = ("popen", "spawn", "fork", "forkserver")
 _log = _logging.get_logger(__name__)
 
 
-class DDPStrategy(Strategy):
+class DDPStrategy(ParallelStrategy):
     """Each process holds a full model replica; gradients are averaged during backward.
 
     :param process_group_backend: ``"gloo"``, ``"nccl"``, ...; by default gloo on CPU and
@@ -61,11 +61,15 @@ class DDPStrategy(Strategy):
         checkpoint_sync_timeout: timedelta = timedelta(seconds=120),
         **kwargs: Any,
     ) -> None:
-        super().__init__(accelerator=accelerator, checkpoint_io=checkpoint_io, precision=precision)
+        super().__init__(
+            accelerator=accelerator,
+            parallel_devices=parallel_devices,
+            cluster_environment=cluster_environment,
+            checkpoint_io=checkpoint_io,
+            precision=precision,
+        )
         if start_method not in _START_METHODS:
             raise ValueError(f"DDPStrategy(start_method={start_method!r}): expected one of {list(_START_METHODS)}.")
-        self.cluster_environment = cluster_environment
-        self.parallel_devices = list(parallel_devices or [])
         self._process_group_backend = process_group_backend
         self._timeout = timeout
         self._start_method = start_method
@@ -100,10 +104,6 @@ class DDPStrategy(Strategy):
         return self._start_method
 
     @property
-    def num_processes(self) -> int:
-        return len(self.parallel_devices)
-
-    @property
     def process_group_backend(self) -> str:
         if self._process_group_backend is not None:
             return self._process_group_backend
@@ -123,18 +123,6 @@ class DDPStrategy(Strategy):
         if self._local_rank is not None:
             return self._local_rank
         return self.cluster_environment.local_rank() if self.cluster_environment is not None else 0
-
-    @property
-    def node_rank(self) -> int:
-        return self.cluster_environment.node_rank() if self.cluster_environment is not None else 0
-
-    @property
-    def global_rank(self) -> int:
-        return self.cluster_environment.global_rank() if self.cluster_environment is not None else 0
-
-    @property
-    def world_size(self) -> int:
-        return self.cluster_environment.world_size() if self.cluster_environment is not None else 1
 
     @property
     def root_device(self) -> torch.device:
@@ -208,19 +196,6 @@ class DDPStrategy(Strategy):
 
     def barrier(self, name: str | None = None) -> None:
         collectives.barrier(name, timeout=self._timeout)
-
-    def broadcast(self, obj: Any, src: int = 0) -> Any:
-        return collectives.broadcast_object(obj, src)
-
-    def all_gather(self, tensor: Tensor, group: Any = None, sync_grads: bool = False) -> Any:
-        return collectives.all_gather(tensor, group=group, sync_grads=sync_grads)
-
-    def all_reduce(self, tensor: Tensor, group: Any = None, reduce_op: Any = "mean") -> Tensor:
-        return collectives.all_reduce(tensor, group=group, reduce_op=reduce_op)
-
-    def reduce_boolean_decision(self, decision: bool, all: bool = True) -> bool:
-        count = self.all_reduce(torch.tensor(int(decision), device=self.root_device), reduce_op="sum")
-        return bool(count == self.world_size) if all else bool(count > 0)
 
     # -- checkpoints ------------------------------------------------------------------------------
 

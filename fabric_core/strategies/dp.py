@@ -7,6 +7,7 @@ from typing import Any
 import torch
 from torch.nn import DataParallel, Module
 
+from fabric_core.strategies.parallel import ParallelStrategy
 from fabric_core.strategies.strategy import Strategy
 
 
@@ -32,3 +33,7 @@ class DataParallelStrategy(Strategy):
 
     def batch_to_device(self, batch: Any, device: torch.device | None = None) -> Any:
         return super().batch_to_device(batch, device or self.root_device)
+
+
+# One process driving several GPUs: not a ParallelStrategy by its base, but one for isinstance, as in Lightning.
+ParallelStrategy.register(DataParallelStrategy)

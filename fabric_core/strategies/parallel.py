@@ -1,12 +1,11 @@
 """``ParallelStrategy``: Lightning's base class for strategies that run several processes.
 
-fabric-core's multi-process strategies (DDP, FSDP, model parallel, DeepSpeed) share
-``DDPStrategy`` as their base instead, and ``DataParallelStrategy`` is single-process; all
-of them are registered as virtual subclasses here, so ``isinstance(strategy,
-ParallelStrategy)`` is true for them as it is in Lightning. A strategy written against
-Lightning's ``ParallelStrategy`` subclasses this real class: it gets the ranks from the
-cluster environment, the sampler arguments and the collectives over the default process
-group, and implements ``root_device`` (and whatever it wraps) itself.
+fabric-core's multi-process strategies (DDP, and FSDP, model parallel and DeepSpeed through
+it) subclass it, as in Lightning; ``DataParallelStrategy`` (one process) is registered as a
+virtual subclass, so ``isinstance(strategy, ParallelStrategy)`` holds for it too. A strategy
+written against Lightning's ``ParallelStrategy`` subclasses this class: it gets the ranks
+from the cluster environment, the sampler arguments and the collectives over the default
+process group, and implements ``root_device`` (and whatever it wraps) itself.
 """
 
 from __future__ import annotations
@@ -18,8 +17,6 @@ import torch
 from torch import Tensor
 
 from fabric_core.strategies import collectives
-from fabric_core.strategies.ddp import DDPStrategy
-from fabric_core.strategies.dp import DataParallelStrategy
 from fabric_core.strategies.strategy import Strategy
 
 __all__ = ["ParallelStrategy"]
@@ -87,8 +84,3 @@ class ParallelStrategy(Strategy, ABC):
         votes = collectives.all_reduce(torch.tensor(int(decision), device=self.root_device), reduce_op="sum")
         count = int(votes.item())
         return count == self.world_size if all else count > 0
-
-
-# The core's strategies keep their own bases; they count as ParallelStrategy as in Lightning.
-ParallelStrategy.register(DDPStrategy)
-ParallelStrategy.register(DataParallelStrategy)
