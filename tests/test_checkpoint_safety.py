@@ -16,8 +16,8 @@ from typing import Any
 
 import pytest
 import torch
-import torch.distributed.checkpoint as dcp
 from torch import nn
+from torch.distributed.checkpoint.state_dict_saver import save as dcp_save
 
 from fabric_core import Fabric
 from fabric_core.checkpoint_io import CheckpointError, CheckpointIO, UnsafeCheckpointError
@@ -54,7 +54,7 @@ def _write_dcp(directory: Path, model_state: dict[str, Any]) -> None:
     """A DCP directory as FSDPStrategy writes it, from one process: tensors by DCP, plain values in fabric_meta.pt."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # "torch.distributed is ... uninitialized, assuming ... a single process"
-        dcp.save({"model": model_state}, checkpoint_id=directory, no_dist=True)
+        dcp_save({"model": model_state}, checkpoint_id=directory, no_dist=True)
     CheckpointIO().save_checkpoint({"step": 3}, directory / sharded_checkpoint.META_FILE)
 
 
@@ -203,9 +203,9 @@ def test_a_benign_protocol_5_file_is_not_called_corrupt_and_says_what_to_do(tmp_
 def test_saving_under_a_file_or_onto_a_directory_says_so(tmp_path: Path) -> None:
     fabric = Fabric(accelerator="cpu")
     (tmp_path / "notes").write_text("x")
-    with pytest.raises(NotADirectoryError) as raised:
+    with pytest.raises(NotADirectoryError) as not_a_directory:
         fabric.save(tmp_path / "notes" / "run" / "c.pt", {"step": 1})
-    assert str(raised.value) == (
+    assert str(not_a_directory.value) == (
         f"fabric.save({str(tmp_path / 'notes' / 'run' / 'c.pt')!r}): {str(tmp_path / 'notes')!r} is a file, not a "
         "directory, so nothing can be saved under it. Choose another path, or move that file away."
     )
