@@ -36,20 +36,20 @@ class UnsafeCheckpointError(CheckpointError):
     """A checkpoint holds Python objects whose unpickling may run code; refused unless the caller trusts the file."""
 
 
-def holds_code(path: str | Path, what: str, opt_in: str = "load it with weights_only=False") -> UnsafeCheckpointError:
-    """The one error for "this file holds code": ``what`` is the object refused, ``opt_in`` how to trust the file."""
+def holds_code(path: str | Path, what: str) -> UnsafeCheckpointError:
+    """The one error for "this file holds code": ``what`` is the object refused."""
     return UnsafeCheckpointError(
         f"Checkpoint {str(path)!r} holds a Python object ({what}) that loading with weights_only=True refuses: "
         "unpickling it could run code. Only tensors, containers and plain values load safely. If you trust the "
-        f"file, {opt_in}."
+        "file, load it with weights_only=False."
     )
 
 
 def damaged(path: str | Path, err: BaseException) -> CheckpointError:
     """The one error for "this file is damaged", with the size of the file and the reader's own reason."""
-    size = Path(path).stat().st_size if Path(path).exists() else 0
+    size = f" ({Path(path).stat().st_size} bytes)" if Path(path).is_file() else ""
     return CheckpointError(
-        f"Checkpoint {str(path)!r} ({size} bytes) is corrupt or truncated and cannot be read "
+        f"Checkpoint {str(path)!r}{size} is corrupt or truncated and cannot be read "
         f"({type(err).__name__}: {_first_line(err)}). "
         "Restore it from a backup or load an earlier checkpoint."
     )
