@@ -144,3 +144,17 @@ def fabric_register_loggers(registry: Registry) -> None:
         "fabric_core.loggers.csv_logs:CSVLogger",
         description="metrics to logs/<name>/version_N/metrics.csv",
     )
+
+
+@hookimpl
+def fabric_register_callbacks(registry: Registry) -> None:
+    registry.add(
+        "progress_bar",
+        "fabric_core.callbacks.progress:ProgressBar",
+        description="step, metrics, it/s and ETA on rank 0 (tqdm on a terminal, plain lines otherwise)",
+    )
+    registry.add(
+        "loss_spike",
+        "fabric_core.callbacks.loss_spike:LossSpikeDetector",
+        description="warns when the loss jumps above 5 x its recent median or is not finite",
+    )
