@@ -40,14 +40,14 @@ def make_spirals(samples: int, classes: int = 3, seed: int = 0) -> TensorDataset
 class SpiralClassifier(nn.Module):
     """An MLP that brings its own training and validation steps and optimizer, as a LightningModule does."""
 
-    def __init__(self, lr: float, scheduler: str, max_steps: int | None, classes: int = 3, width: int = 64) -> None:
+    def __init__(self, lr: float, scheduler: str, lr_period: int, classes: int = 3, width: int = 64) -> None:
         super().__init__()
         self.net = nn.Sequential(
             nn.Linear(2, width), nn.ReLU(), nn.Linear(width, width), nn.ReLU(), nn.Linear(width, classes)
         )
         self.lr = lr
         self.scheduler = scheduler
-        self.max_steps = max_steps
+        self.lr_period = lr_period
 
     def forward(self, points: torch.Tensor) -> torch.Tensor:
         return self.net(points)  # type: ignore[no-any-return]
@@ -67,7 +67,7 @@ class SpiralClassifier(nn.Module):
     def configure_optimizers(self) -> Any:
         optimizer = torch.optim.AdamW(self.parameters(), lr=self.lr)
         if self.scheduler == "cosine":  # stepped after every optimizer step
-            schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=self.max_steps or 1000)
+            schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=self.lr_period)
             return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
         if self.scheduler == "step":  # stepped after every epoch
             return {"optimizer": optimizer, "lr_scheduler": torch.optim.lr_scheduler.StepLR(optimizer, 1, gamma=0.7)}
@@ -97,6 +97,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--grad-accum", type=int, default=1, help="batches per optimizer step")
     parser.add_argument("--lr", type=float, default=3e-3)
     parser.add_argument("--scheduler", choices=["cosine", "step", "plateau", "none"], default="cosine")
+    parser.add_argument("--lr-period", type=int, default=1000, help="steps of the cosine schedule's half period")
     parser.add_argument("--val-every", type=int, default=None, help="validate every N steps (default: each epoch)")
     parser.add_argument("--checkpoint-every", type=int, default=None, help="checkpoint every N steps and at the end")
     parser.add_argument("--clip", type=float, default=None, help="clip the gradient norm to this value")
@@ -138,7 +139,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     train_loader = DataLoader(train_set, batch_size=args.batch_size, sampler=EpochShuffleSampler(train_set, seed=42))
     val_loader = DataLoader(val_set, batch_size=256)
     with trainer.fabric.init_module():
-        model = SpiralClassifier(args.lr, args.scheduler, args.max_steps)
+        model = SpiralClassifier(args.lr, args.scheduler, args.lr_period)
 
     trainer.fit(model, train_loader, val_loader, ckpt_path="latest" if args.resume else None)
     shown = "  ".join(f"{name}={value:.4f}" for name, value in trainer.last_validation.items())
