@@ -119,12 +119,16 @@ class Fabric:
             hooks.register(module, name=plugin_name)
         for index, plugin in enumerate(self._hook_plugins):
             hooks.register(plugin, name=f"plugin-{index}:{type(plugin).__name__}")
-        for index, callback in enumerate(self._callbacks):
-            hooks.register(callback, name=f"callback-{index}:{type(callback).__name__}")
-        for index, logger in enumerate(self._loggers):
+        # pluggy calls the plugin registered last first: registering in reverse makes the
+        # loggers, then the callbacks, hear every event in the order the user gave them,
+        # callbacks before loggers (what a callback logs at teardown is written before the
+        # loggers finalize).
+        for index, logger in reversed(list(enumerate(self._loggers))):
             # Loggers of other libraries take part through an adapter (pluggy would inspect a Mock's every attribute).
             plugin = logger if isinstance(logger, Logger) else LoggerAdapter(logger)
             hooks.register(plugin, name=f"logger-{index}:{type(logger).__name__}")
+        for index, callback in reversed(list(enumerate(self._callbacks))):
+            hooks.register(callback, name=f"callback-{index}:{type(callback).__name__}")
         hooks.validate_single_owners()
         return hooks
 

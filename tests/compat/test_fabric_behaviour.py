@@ -269,3 +269,31 @@ def test_exception_types_match_lightnings() -> None:
         fabric.launch(3)  # type: ignore[arg-type]
     with pytest.raises(TypeError):
         fabric.setup_dataloaders(range(4))  # type: ignore[arg-type]
+
+
+def test_loggers_and_callbacks_hear_events_in_the_order_given() -> None:
+    heard: list[str] = []
+
+    class Named:
+        def __init__(self, name: str) -> None:
+            self.name = name
+
+        def log_metrics(self, metrics: dict, step: int | None = None) -> None:
+            heard.append(f"log:{self.name}")
+
+        def log_hyperparams(self, params: Any) -> None: ...
+
+        def finalize(self, status: str) -> None:
+            heard.append(f"finalize:{self.name}")
+
+    class Callback:
+        def __init__(self, name: str) -> None:
+            self.name = name
+
+        def fabric_on_teardown(self, status: str) -> None:
+            heard.append(f"teardown:{self.name}")
+
+    fabric = Fabric(accelerator="cpu", loggers=[Named("a"), Named("b")], callbacks=[Callback("c1"), Callback("c2")])
+    fabric.log("x", 1.0)
+    fabric.launch(lambda fabric: None)
+    assert heard == ["log:a", "log:b", "teardown:c1", "teardown:c2", "finalize:a", "finalize:b"]
