@@ -269,7 +269,7 @@ class Trainer:
         """Whether a scheduler stepped by ``interval`` is due after ``count`` steps or epochs (never for plateau)."""
         if scheduler is None or scheduler["interval"] != interval or _on_plateau(scheduler):
             return False
-        return count % scheduler["frequency"] == 0
+        return bool(count % scheduler["frequency"] == 0)
 
     # -- validation ------------------------------------------------------------------------------
 
