@@ -30,13 +30,19 @@ def run_training_script(
     timeout: float = 300,
     env: dict[str, str] | None = None,
 ) -> str:
-    """Run the conformance checks on ``devices`` real processes; return the output, raise on failure."""
+    """Run the conformance checks on ``devices`` real processes; return the output, raise on failure.
+
+    The script starts its processes itself (``fabric.launch()``), so the variables of a
+    launcher the test session may run under (torchrun's, SLURM's, a leftover ``MASTER_PORT``)
+    are not passed on: they would make it join that run instead. ``env`` is added last.
+    """
     script = folder / "conformance_script.py"
     script.write_text(textwrap.dedent(_SCRIPT))
+    environment = {name: value for name, value in os.environ.items() if not _is_launcher_variable(name)}
     result = subprocess.run(
         [sys.executable, str(script), strategy, str(devices), precision, str(folder / "conformance_checkpoint")],
         cwd=folder,
-        env={**os.environ, **(env or {})},
+        env={**environment, **(env or {})},
         capture_output=True,
         text=True,
         timeout=timeout,
@@ -46,3 +52,13 @@ def run_training_script(
     if result.returncode != 0 or missing:
         raise AssertionError(f"strategy={strategy!r} on {devices} processes failed the conformance run:\n{output}")
     return output
+
+
+_LAUNCHER_VARIABLES = frozenset(
+    {"LOCAL_RANK", "RANK", "WORLD_SIZE", "LOCAL_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT", "NODE_RANK", "GROUP_RANK"}
+)
+_LAUNCHER_PREFIXES = ("TORCHELASTIC_", "SLURM_", "LSB_", "OMPI_", "PMI_")
+
+
+def _is_launcher_variable(name: str) -> bool:
+    return name in _LAUNCHER_VARIABLES or name.startswith(_LAUNCHER_PREFIXES)
