@@ -15,7 +15,6 @@ import pickle
 import pickletools
 import re
 import shutil
-import tempfile
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -130,9 +129,11 @@ def _first_line(err: BaseException) -> str:
 class CheckpointIO:
     """Saves with ``torch.save`` and loads with ``torch.load``.
 
-    A save writes to a temporary file in the target's folder, flushes it to disk and
-    renames it over the target, so a crash mid-save leaves either the old file or none,
-    never half of one. Loads use ``weights_only=True`` unless the caller opts out.
+    A save writes to a hidden staging file beside the target, flushes it to disk and
+    renames it over the target, so a crash mid-save leaves the old file or the new one,
+    never half of one; the next save removes what crashed saves left behind (see
+    :mod:`fabric_core.strategies.staging`). Loads use ``weights_only=True`` unless the
+    caller opts out.
     """
 
     def save_checkpoint(self, checkpoint: dict[str, Any], path: str | Path, storage_options: Any = None) -> None:
@@ -147,22 +148,24 @@ class CheckpointIO:
                 f"{type(self).__name__}.save_checkpoint(storage_options={storage_options!r}): writing local files "
                 "takes no storage options. Drop the argument, or pass a CheckpointIO of your own that uses them."
             )
+        from fabric_core.strategies import staging as staging_  # imports this module: not at the top
+
         path = Path(path)
         _check_destination(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        descriptor, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        staging = staging_.begin(path, directory=False)
+        temporary = staging.location
         try:
-            with os.fdopen(descriptor, "wb") as file:
+            with open(temporary, "wb") as file:
                 torch.save(checkpoint, file)
                 file.flush()
                 os.fsync(file.fileno())
-            os.replace(temporary, path)
         except BaseException as err:
-            written = Path(temporary).stat().st_size if Path(temporary).exists() else 0
-            Path(temporary).unlink(missing_ok=True)
+            written = temporary.stat().st_size if temporary.exists() else 0
+            staging.abort()
             if _is_disk_full(err):
                 raise _disk_full(path, checkpoint, written) from err
             raise
+        staging.commit()
 
     def load_checkpoint(
         self, path: str | Path, map_location: Any = "cpu", weights_only: bool | None = None
@@ -175,7 +178,9 @@ class CheckpointIO:
         weights_only = True if weights_only is None else weights_only
         path = Path(path)
         if not path.exists():
-            raise FileNotFoundError(f"Checkpoint file not found: {str(path)!r}. Check the path.")
+            from fabric_core.strategies.staging import missing_message
+
+            raise FileNotFoundError(missing_message(path))
         if path.is_dir():
             raise IsADirectoryError(
                 f"Checkpoint path {str(path)!r} is a directory, but this strategy reads single-file "

@@ -318,7 +318,9 @@ class FSDPStrategy(DDPStrategy):
         self.ensure_every_rank_saves(path)
         sharded_checkpoint.check_target(path)
         if self.state_dict_type == "sharded":
-            sharded_checkpoint.save_sharded(path, state, filter, lambda: self.barrier("fabric.save"))
+            sharded_checkpoint.save_sharded(
+                path, state, filter, lambda: self.barrier("fabric.save"), type(self).__name__
+            )
             return
         checkpoint = sharded_checkpoint.full_state(state, filter)  # a collective: every rank takes part
         if self.is_global_zero:
@@ -333,6 +335,7 @@ class FSDPStrategy(DDPStrategy):
     ) -> dict[str, Any]:
         weights_only = weights_only is not False
         path = Path(path)
+        self.recover_checkpoint(path)  # a save that crashed between its two renames left path missing
         if isinstance(state, (Module, Optimizer)):
             state = {"__raw__": state}
             raw = True

@@ -5,8 +5,10 @@ own shards, and any world size can read them back), and ``fabric_meta.pt`` (writ
 rank 0) holds the plain Python values of the state, so they load under
 ``weights_only=True``. A full checkpoint is one ``torch.save`` file that rank 0 writes.
 
-Directories are written next to their final path and renamed into place once every rank
-has finished, so a crash mid-save never leaves half a checkpoint at ``path``. What was at
+Directories are written next to their final path, get a manifest (sizes and checksums of
+every file, :mod:`~fabric_core.strategies.manifest`) once every rank has finished, and are
+renamed into place (:mod:`~fabric_core.strategies.staging`), so a crash mid-save never leaves
+half a checkpoint at ``path``, and a load verifies the files before it restores anything. What was at
 ``path`` before (an older checkpoint directory or file) is replaced; a directory that is not
 a checkpoint and not empty is never replaced: the save refuses, so no user data is deleted.
 ``filter`` applies to the state dicts of models and stateful objects and to plain dict
@@ -15,8 +17,6 @@ values, as in :meth:`Strategy.convert_state <fabric_core.strategies.strategy.Str
 
 from __future__ import annotations
 
-import shutil
-import uuid
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
@@ -37,8 +37,8 @@ from torch.distributed.checkpoint.state_dict_saver import save as dcp_save
 from torch.nn import Module
 from torch.optim import Optimizer
 
-from fabric_core.checkpoint_io import CheckpointIO
-from fabric_core.strategies import dcp_reading
+from fabric_core.checkpoint_io import CheckpointError, CheckpointIO
+from fabric_core.strategies import dcp_reading, manifest, staging
 from fabric_core.strategies.checkpoint_state import apply_filter, warn_if_no_entry_matched, warn_if_no_key_matched
 from fabric_core.strategies.strategy import is_stateful
 
@@ -74,8 +74,14 @@ def _split(state: dict[str, Any]) -> tuple[dict[str, Module], dict[str, Optimize
     return modules, optimizers, stateful, plain
 
 
-def save_sharded(path: Path, state: dict[str, Any], filter: dict[str, Any] | None, barrier: Callable[[], None]) -> None:
-    """Write a DCP directory at ``path`` from every rank; rank 0 renames it into place."""
+def save_sharded(
+    path: Path,
+    state: dict[str, Any],
+    filter: dict[str, Any] | None,
+    barrier: Callable[[], None],
+    strategy: str = "FSDPStrategy",
+) -> None:
+    """Write a DCP directory at ``path`` from every rank; rank 0 writes the manifest and swaps it into place."""
     modules, optimizers, stateful, plain = _split(state)
     for key in optimizers:
         if filter is not None and key in filter:
@@ -92,18 +98,24 @@ def save_sharded(path: Path, state: dict[str, Any], filter: dict[str, Any] | Non
     meta.update({key: apply_filter(key, value, filter) for key, value in plain.items()})
 
     rank = dist.get_rank()
-    staging_name = [f".{path.name}.{uuid.uuid4().hex[:8]}.tmp" if rank == 0 else None]
-    dist.broadcast_object_list(staging_name, src=0)  # every rank writes into the same staging folder
-    staging = path.parent / str(staging_name[0])
-    if rank == 0:
-        staging.mkdir(parents=True)
-    barrier()
-    dcp_save(tensors, checkpoint_id=staging)
-    if rank == 0:
-        CheckpointIO().save_checkpoint(meta, staging / META_FILE)
-    barrier()
-    if rank == 0:
-        _replace(staging, path)
+    # Rank 0 locks the save as alive and names the staging folder every rank writes into.
+    own = staging.begin(path, directory=True) if rank == 0 else None
+    token = [own.token if own is not None else None]
+    dist.broadcast_object_list(token, src=0)
+    folder = staging.sibling(path, "staging", str(token[0]))
+    try:
+        barrier()
+        dcp_save(tensors, checkpoint_id=folder)
+        if own is not None:
+            CheckpointIO().save_checkpoint(meta, folder / META_FILE)
+        barrier()
+        if own is not None:
+            manifest.write_manifest(folder, strategy, dist.get_world_size())
+            own.commit()
+    except BaseException:
+        if own is not None:
+            own.abort()
+        raise
     barrier()
 
 
@@ -112,22 +124,13 @@ def write_full(io: CheckpointIO, checkpoint: dict[str, Any], path: Path) -> None
     if not path.is_dir():
         io.save_checkpoint(checkpoint, path)
         return
-    staging = path.parent / f".{path.name}.{uuid.uuid4().hex[:8]}.tmp"
-    io.save_checkpoint(checkpoint, staging)
-    _replace(staging, path)
-
-
-def _replace(staging: Path, path: Path) -> None:
-    """Move ``staging`` (a directory or a file) to ``path``, replacing what was there."""
-    if path.is_file():
-        path.unlink()
-    if path.exists():
-        retired = path.parent / f".{path.name}.{uuid.uuid4().hex[:8]}.old"
-        path.rename(retired)
-        staging.rename(path)
-        shutil.rmtree(retired, ignore_errors=True)
-    else:
-        staging.rename(path)
+    own = staging.begin(path, directory=False)
+    try:
+        io.save_checkpoint(checkpoint, own.location)
+    except BaseException:
+        own.abort()
+        raise
+    own.commit()
 
 
 def is_sharded_checkpoint(path: Path) -> bool:
@@ -141,6 +144,7 @@ def load_sharded(path: Path, state: dict[str, Any] | None, strict: bool, weights
             f"{str(path)!r} is not a sharded checkpoint directory (no DCP .metadata file in it). Check the path; "
             "a single-file checkpoint loads the same way, by passing the file."
         )
+    _verify_on_rank_zero(path)  # before anything is read into the user's objects
     # A DCP directory written by plain torch.distributed.checkpoint has no meta file.
     meta_path = path / META_FILE
     meta = CheckpointIO().load_checkpoint(meta_path, weights_only=weights_only) if meta_path.exists() else {}
@@ -202,6 +206,19 @@ def load_sharded(path: Path, state: dict[str, Any] | None, strict: bool, weights
         if key in state:
             meta.pop(key)
     return meta
+
+
+def _verify_on_rank_zero(path: Path) -> None:
+    """Check ``path`` against its manifest once (rank 0 reads every file) and raise the same error on every rank."""
+    problem: list[str | None] = [None]
+    if dist.get_rank() == 0:
+        try:
+            manifest.verify(path)
+        except CheckpointError as err:
+            problem = [str(err)]
+    dist.broadcast_object_list(problem, src=0)
+    if problem[0] is not None:
+        raise CheckpointError(problem[0])
 
 
 def full_state(state: dict[str, Any], filter: dict[str, Any] | None) -> dict[str, Any]:
@@ -280,6 +297,7 @@ def consolidate(directory: str | Path, output: str | Path, weights_only: bool = 
             f"{str(directory)!r} is not a sharded checkpoint directory (no DCP .metadata file in it). Point "
             "`fabric consolidate` to the directory fabric.save wrote."
         )
+    manifest.verify(directory)
     metadata = dcp_reading.read_metadata(directory, weights_only)
     meta_path = directory / META_FILE
     meta = CheckpointIO().load_checkpoint(meta_path, weights_only=weights_only) if meta_path.exists() else {}

@@ -24,6 +24,7 @@ from fabric_core.hookspecs import hookimpl
 from fabric_core.precision.precision import Precision
 from fabric_core.strategies._empty_init import EmptyInit
 from fabric_core.strategies.checkpoint_state import apply_filter, warn_if_no_entry_matched, warn_if_no_key_matched
+from fabric_core.utilities.rank_zero import rank_zero_warn
 
 if TYPE_CHECKING:
     from fabric_core.accelerators.accelerator import Accelerator
@@ -332,6 +333,27 @@ class Strategy(ABC):
             else:
                 state[key] = value
         return checkpoint
+
+    def recover_checkpoint(self, path: str | Path) -> None:
+        """Before a load: if ``path`` is missing because a save crashed mid-swap, put its newest complete copy back.
+
+        Global rank 0 renames (see :func:`fabric_core.strategies.staging.recover`) and warns;
+        every rank waits for it, so every rank must call it. A strategy or add-on whose saves
+        swap directories in (two renames) calls this first in its collective load; a single
+        file is replaced in one atomic rename and never needs it.
+        """
+        path = Path(path)
+        if self.is_global_zero:
+            from fabric_core.strategies import staging
+
+            recovered = staging.recover(path)
+            if recovered is not None:
+                rank_zero_warn(
+                    f"fabric.load({str(path)!r}): the checkpoint was missing because a save was interrupted while "
+                    f"swapping it in; the newest complete copy, {recovered.name!r}, was put back in its place.",
+                    category=UserWarning,
+                )
+        self.barrier("fabric.load.recover")
 
     def teardown(self) -> None:
         """Release devices and files at the end of a run."""

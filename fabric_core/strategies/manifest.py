@@ -1,0 +1,131 @@
+"""The manifest of a checkpoint directory: what a save wrote, so a load can tell a whole checkpoint from a damaged one.
+
+``fabric_manifest.json`` is written last into a directory checkpoint (sharded DCP or
+DeepSpeed), after every rank has finished, so its presence means the save completed; it is
+the commit marker of :mod:`fabric_core.strategies.staging`. It records::
+
+    {"format": 1, "fabric_core": "0.1.0", "strategy": "fsdp", "world_size": 2,
+     "saved_at": 1719999999.5, "checksum": "crc32",
+     "files": {"__0_0.distcp": {"size": 1234, "crc32": "9a0b1c2d"}, ...}}
+
+Checksums are CRC-32 (``zlib.crc32``, several GB/s): they catch truncation, bit rot and
+files swapped between checkpoints, not tampering. :func:`verify` runs before a load touches
+the user's objects and names each missing, truncated, changed or foreign file. A directory
+without a manifest (saved before manifests existed, or by plain DCP/DeepSpeed) still loads,
+unverified.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+import zlib
+from pathlib import Path
+from typing import Any
+
+from fabric_core.checkpoint_io import CheckpointError
+
+MANIFEST_FILE = "fabric_manifest.json"
+FORMAT = 1
+_CHUNK = 16 * 2**20
+
+
+def checksum(file: Path) -> str:
+    """The CRC-32 of ``file``, as 8 hex digits, read in chunks into one reused buffer."""
+    value = 0
+    buffer = bytearray(_CHUNK)
+    view = memoryview(buffer)
+    with open(file, "rb", buffering=0) as handle:
+        while read := handle.readinto(buffer):
+            value = zlib.crc32(view[:read], value)
+    return f"{value:08x}"
+
+
+def _files(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.rglob("*") if p.is_file() and p.relative_to(folder).as_posix() != MANIFEST_FILE)
+
+
+def write_manifest(folder: Path, strategy: str, world_size: int) -> None:
+    """Record every file now in ``folder`` (sizes and checksums); call it once all ranks have written."""
+    from fabric_core import __version__
+
+    files = {
+        file.relative_to(folder).as_posix(): {"size": file.stat().st_size, "crc32": checksum(file)}
+        for file in _files(folder)
+    }
+    manifest = {
+        "format": FORMAT,
+        "fabric_core": __version__,
+        "strategy": strategy,
+        "world_size": world_size,
+        "saved_at": time.time(),
+        "checksum": "crc32",
+        "files": files,
+    }
+    temporary = folder / f".{MANIFEST_FILE}.tmp"
+    with open(temporary, "w") as handle:
+        json.dump(manifest, handle, indent=1)
+        handle.write("\n")
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(temporary, folder / MANIFEST_FILE)
+
+
+def read_manifest(folder: Path) -> dict[str, Any] | None:
+    """The manifest of ``folder``, or ``None`` when it has none (an older or foreign checkpoint)."""
+    file = folder / MANIFEST_FILE
+    if not file.is_file():
+        return None
+    try:
+        manifest = json.loads(file.read_text())
+        if not isinstance(manifest, dict) or not isinstance(manifest.get("files"), dict):
+            raise ValueError("no 'files' table")
+    except (ValueError, UnicodeDecodeError) as err:
+        raise CheckpointError(
+            f"Checkpoint {str(folder)!r} has a damaged {MANIFEST_FILE} ({type(err).__name__}: {err}), so its files "
+            "cannot be checked. Restore it from a backup or load an earlier checkpoint."
+        ) from err
+    return manifest
+
+
+def read_saved_at(folder: Path) -> float | None:
+    """When the checkpoint in ``folder`` was saved, from its manifest; ``None`` without a readable one."""
+    try:
+        manifest = read_manifest(folder)
+    except CheckpointError:
+        return None
+    saved_at = None if manifest is None else manifest.get("saved_at")
+    return float(saved_at) if isinstance(saved_at, (int, float)) else None
+
+
+def verify(folder: Path) -> None:
+    """Check ``folder`` against its manifest; raise :class:`CheckpointError` naming every file that differs.
+
+    A folder without a manifest passes unchecked.
+    """
+    manifest = read_manifest(folder)
+    if manifest is None:
+        return
+    expected: dict[str, dict[str, Any]] = manifest["files"]
+    present = {file.relative_to(folder).as_posix(): file for file in _files(folder)}
+    problems = []
+    for name, record in sorted(expected.items()):
+        file = present.get(name)
+        if file is None:
+            problems.append(f"missing {name!r}")
+            continue
+        size = file.stat().st_size
+        if size != record["size"]:
+            shape = "truncated" if size < record["size"] else "longer than saved"
+            problems.append(f"{shape} {name!r} ({size} of {record['size']} bytes)")
+        elif checksum(file) != record["crc32"]:
+            problems.append(f"changed {name!r} (its checksum differs from the saved one)")
+    foreign = sorted(set(present) - set(expected))
+    problems.extend(f"foreign {name!r} (not written by the save)" for name in foreign)
+    if problems:
+        raise CheckpointError(
+            f"Checkpoint {str(folder)!r} does not match its {MANIFEST_FILE}: {'; '.join(problems)}. Nothing was "
+            "loaded. Restore the directory from a backup or load an earlier checkpoint (remove a foreign file if "
+            "you put it there)."
+        )
