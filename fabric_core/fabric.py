@@ -44,7 +44,14 @@ from fabric_core.utilities.rank_zero import rank_zero_only
 from fabric_core.utilities.seed import seed_everything as _seed_everything
 from fabric_core.utilities.seed import worker_init_function
 from fabric_core.utilities.signature import accepted_kwargs
-from fabric_core.wrappers import FabricDataLoader, FabricModule, FabricOptimizer, is_wrapped, unwrap
+from fabric_core.wrappers import (
+    FabricDataLoader,
+    FabricModule,
+    FabricOptimizer,
+    is_wrapped,
+    unwrap,
+    unwrap_for_checkpoint,
+)
 
 _log = _logging.get_logger(__name__)
 
@@ -271,6 +278,7 @@ class Fabric:
         self._strategy.setup_environment()
         rank_zero_only.rank = self.global_rank  # type: ignore[attr-defined]
         _logging.set_rank(self.global_rank, self.world_size)
+        _logging.set_step_source(self._hooks)
         self._environment_ready = True
         self._hooks.on_launch()
 
@@ -644,7 +652,7 @@ class Fabric:
             for key, function in filter.items():
                 if not callable(function):
                     raise TypeError(f"fabric.save(filter={{{key!r}: ...}}): expected a function, got {function!r}.")
-                value = unwrap(state[key])
+                value = unwrap_for_checkpoint(state[key])
                 if not isinstance(value, (Module, Optimizer, dict)) and not is_stateful(value):
                     warnings.warn(
                         f"fabric.save(filter={{{key!r}: ...}}) is ignored: a filter chooses entries of a state "
@@ -734,7 +742,8 @@ def _in_interactive_session() -> bool:
 
 
 def _unwrap_state(state: dict[str, Any]) -> dict[str, Any]:
-    return {key: unwrap(value) for key, value in state.items()}
+    # A set-up dataloader stays wrapped: the wrapper holds the data position.
+    return {key: unwrap_for_checkpoint(value) for key, value in state.items()}
 
 
 def _seeded_worker_init(rank: int) -> Callable[[int], None]:

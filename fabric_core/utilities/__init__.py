@@ -3,7 +3,8 @@
 Every name of Lightning Fabric's ``lightning.fabric.utilities`` is importable from here,
 lazily (on first use), and its public submodules have the same paths: ``seed``,
 ``apply_func``, ``rank_zero``, ``distributed``, ``data``, ``throughput``, ``init``, ``load``,
-``types``, ``enums``, ``warnings`` and ``cloud_io``.
+``types``, ``enums``, ``warnings`` and ``cloud_io``. :class:`RandomState` (``random_state``) is
+fabric-core's own: the run's random generators for exact resume.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ if TYPE_CHECKING:
     from fabric_core.utilities.data import AttributeDict, suggested_max_num_workers
     from fabric_core.utilities.distributed import is_shared_filesystem
     from fabric_core.utilities.enums import LightningEnum
+    from fabric_core.utilities.random_state import RandomState
     from fabric_core.utilities.rank_zero import (
         rank_zero_deprecation,
         rank_zero_info,
@@ -34,6 +36,7 @@ if TYPE_CHECKING:
 __all__ = [
     "AttributeDict",
     "LightningEnum",
+    "RandomState",
     "Throughput",
     "ThroughputMonitor",
     "apply_to_collection",
@@ -58,6 +61,7 @@ _WHERE = {
     "suggested_max_num_workers": "data",
     "is_shared_filesystem": "distributed",
     "LightningEnum": "enums",
+    "RandomState": "random_state",
     "rank_zero_deprecation": "rank_zero",
     "rank_zero_info": "rank_zero",
     "rank_zero_only": "rank_zero",
