@@ -8,7 +8,8 @@ when the library first logs something (not at import):
 * ``FABRIC_LOG_ALL_RANKS=1`` prints on every rank, not just rank 0.
 
 Every message carries ``rank`` and ``world_size`` (from the environment until Fabric knows
-the real values and calls :func:`set_rank`). Messages go to whatever ``sys.stderr`` is at
+the real values and calls :func:`set_rank`), and, once a Fabric has set up this process,
+``step``: the optimizer steps it has taken. Messages go to whatever ``sys.stderr`` is at
 the moment of writing, so redirections made after import are honoured.
 
 The loggers here are built from a private processor chain and wrapper class; structlog's
@@ -57,6 +58,13 @@ _lock = threading.RLock()
 _settings: _Settings | None = None
 _generation = 0
 _context: dict[str, int | None] = {"rank": None, "world_size": None}
+#: what counts the training steps (the last Fabric set up in this process), read when a message is made
+_step_source: dict[str, Any] = {"fabric": None}
+
+
+def set_step_source(source: Any) -> None:
+    """Bind the optimizer steps taken so far to every later message (``source.steps``: Fabric's hook facade)."""
+    _step_source["fabric"] = source
 
 
 def set_rank(rank: int, world_size: int) -> None:
@@ -73,6 +81,7 @@ def reset() -> None:
         _generation += 1
         _context["rank"] = None
         _context["world_size"] = None
+        _step_source["fabric"] = None
 
 
 def _rank() -> int:
@@ -112,6 +121,9 @@ class _StderrPrinter:
 def _add_rank(logger: Any, method: str, event: dict[str, Any]) -> dict[str, Any]:
     event.setdefault("rank", _rank())
     event.setdefault("world_size", _world_size())
+    source = _step_source["fabric"]
+    if source is not None:
+        event.setdefault("step", source.steps)
     return event
 
 

@@ -119,6 +119,8 @@ class FabricHooks:
 
     def __init__(self, fabric: Fabric) -> None:
         self.fabric = fabric
+        #: optimizer steps taken through this Fabric (the ``step`` of the library's log lines)
+        self.steps = 0
         self.manager = FabricPluginManager()
         self._hook = self.manager.hook
         self._active: dict[str, bool] = {}
@@ -214,6 +216,7 @@ class FabricHooks:
             self._hook.fabric_on_after_backward(fabric=self.fabric)
 
     def optimizer_step(self, optimizer: Optimizer, kwargs: dict) -> Any:
+        self.steps += 1
         if self._before_step:
             self._hook.fabric_on_before_optimizer_step(fabric=self.fabric, optimizer=optimizer)
         if self._direct_step is not None:

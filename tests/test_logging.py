@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 import structlog
 import structlog.testing
+import torch
 
 from fabric_core import _logging
 
@@ -249,5 +250,13 @@ def test_fabric_binds_its_rank(monkeypatch: pytest.MonkeyPatch, capsys: pytest.C
     fabric.launch()
     _logging.get_logger().warning("after launch")
     (line,) = json_lines(capsys.readouterr().err)
-    assert (line["rank"], line["world_size"]) == (0, 1)
+    assert (line["rank"], line["world_size"], line["step"]) == (0, 1, 0)
+    model = torch.nn.Linear(2, 1)
+    model, optimizer = fabric.setup(model, torch.optim.SGD(model.parameters(), lr=0.1))
+    for _ in range(3):
+        fabric.backward(model(torch.ones(1, 2)).sum())
+        optimizer.step()
+    _logging.get_logger().warning("after three steps")
+    (line,) = json_lines(capsys.readouterr().err)
+    assert (line["event"], line["rank"], line["world_size"], line["step"]) == ("after three steps", 0, 1, 3)
     fabric._teardown()
