@@ -14,8 +14,12 @@ travels as DeepSpeed's *client state* inside the model-states file. Layout::
       zero_to_fp32.py            DeepSpeed's own consolidation script
 
 With several models (a GAN), each gets the tag ``checkpoint-<key>``, after its key in the
-state. Saving is atomic: the ranks write a hidden sibling folder, and rank 0 renames it into
-place once all of them are done. A state without any DeepSpeed model is saved as one file,
+state. Saving is atomic: the ranks write a hidden staging folder beside ``path``; once all of
+them are done, rank 0 writes ``fabric_manifest.json`` (sizes and checksums of every file, see
+:mod:`fabric_core.strategies.manifest`) and swaps the folder into place with
+:mod:`fabric_core.strategies.staging`, which also recovers a path left missing by a crash
+mid-swap and removes the leftovers of crashed saves. A load checks the manifest before it
+restores anything. A state without any DeepSpeed model is saved as one file,
 as the DDP strategy does.
 
 A user key that DeepSpeed uses itself (``module``, ``optimizer``, ``global_steps``, ...) is
@@ -27,15 +31,14 @@ objects that ``torch.load(weights_only=True)`` would refuse.
 from __future__ import annotations
 
 import json
-import os
 import re
-import shutil
-import uuid
 from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
+from fabric_core.checkpoint_io import CheckpointError
+from fabric_core.strategies import manifest, staging
 from fabric_core.strategies.strategy import is_stateful
 from torch.nn import Module
 from torch.optim import Optimizer
@@ -163,47 +166,38 @@ def save(strategy: DeepSpeedStrategy, path: Path, state: dict[str, Any], filter:
     client = _client_state(strategy, state, engines)
     tags = _tags(engines)
 
-    # One name on every rank: rank 0's.
-    path, token = strategy.broadcast((str(path), uuid.uuid4().hex[:12]))
+    # Rank 0 locks the save as alive and names the staging folder every rank writes into.
+    own = staging.begin(Path(path), directory=True) if strategy.is_global_zero else None
+    path, token = strategy.broadcast((str(path), own.token if own is not None else ""))
     target = Path(path)
-    partial = target.parent / f".{target.name}.partial-{token}"
-    if strategy.is_global_zero:
-        target.parent.mkdir(parents=True, exist_ok=True)
-    strategy.barrier("fabric_deepspeed.save.start")
-    first = next(iter(tags))
-    for key, record in engines:
-        record.engine.save_checkpoint(
-            str(partial),
-            tag=tags[key],
-            client_state=client if key == first else {},
-            exclude_frozen_parameters=strategy.exclude_frozen_parameters,
-        )
-    if strategy.is_global_zero:
-        metadata = {
-            "format": 1,
-            "tags": tags,
-            "client_state": tags[first],
-            "zero_stage": strategy.zero_stage,
-            "world_size": strategy.world_size,
-        }
-        (partial / METADATA_FILE).write_text(json.dumps(metadata, indent=2) + "\n")
-    strategy.barrier("fabric_deepspeed.save.written")
-    if strategy.is_global_zero:
-        _replace(partial, target, token)
-
-
-def _replace(source: Path, target: Path, token: str) -> None:
-    """Move the finished folder ``source`` to ``target``, replacing what was there."""
-    if not target.exists() and not target.is_symlink():
-        os.replace(source, target)
-        return
-    old = target.parent / f".{target.name}.old-{token}"
-    os.replace(target, old)
-    os.replace(source, target)
-    if old.is_dir() and not old.is_symlink():
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        old.unlink(missing_ok=True)
+    partial = staging.sibling(target, "staging", token)
+    try:
+        strategy.barrier("fabric_deepspeed.save.start")
+        first = next(iter(tags))
+        for key, record in engines:
+            record.engine.save_checkpoint(
+                str(partial),
+                tag=tags[key],
+                client_state=client if key == first else {},
+                exclude_frozen_parameters=strategy.exclude_frozen_parameters,
+            )
+        if own is not None:
+            metadata = {
+                "format": 1,
+                "tags": tags,
+                "client_state": tags[first],
+                "zero_stage": strategy.zero_stage,
+                "world_size": strategy.world_size,
+            }
+            (partial / METADATA_FILE).write_text(json.dumps(metadata, indent=2) + "\n")
+        strategy.barrier("fabric_deepspeed.save.written")
+        if own is not None:
+            manifest.write_manifest(partial, strategy.name, strategy.world_size)  # last: the save is complete
+            own.commit()
+    except BaseException:
+        if own is not None:
+            own.abort()
+        raise
 
 
 # -- loading --------------------------------------------------------------------------------------
@@ -281,8 +275,10 @@ def load(
 ) -> dict[str, Any]:
     """Restore ``state`` from ``path``; return the client state that ``state`` did not ask for."""
     path = Path(strategy.broadcast(str(path)))
+    strategy.recover_checkpoint(path)  # a save that crashed between its two renames left path missing
     if not path.is_dir():
         return _load_file(strategy, path, state, strict, weights_only)
+    _verify_on_rank_zero(strategy, path)  # before anything is read into the user's objects
     metadata = read_metadata(path)
     if isinstance(state, Optimizer):
         raise NotImplementedError(
@@ -335,6 +331,19 @@ def load(
         else:
             state[key] = value
     return client
+
+
+def _verify_on_rank_zero(strategy: DeepSpeedStrategy, path: Path) -> None:
+    """Check ``path`` against its manifest once (rank 0 reads every file); raise the same error on every rank."""
+    problem = None
+    if strategy.is_global_zero:
+        try:
+            manifest.verify(path)
+        except CheckpointError as err:
+            problem = str(err)
+    problem = strategy.broadcast(problem)
+    if problem is not None:
+        raise CheckpointError(problem)
 
 
 def _load_engines(
