@@ -1,4 +1,5 @@
-"""The ``fabric`` command: ``fabric plugins`` lists what is installed; ``fabric run`` launches a script.
+"""The ``fabric`` command: ``fabric plugins`` lists what is installed; ``fabric run`` launches a script;
+``fabric consolidate`` merges a sharded checkpoint; ``fabric doctor`` prints what a bug report needs.
 
 ``fabric run``'s checks and launching live in :mod:`fabric_core._run`.
 """
@@ -15,6 +16,11 @@ from typing import Any
 def _plugins(args: argparse.Namespace) -> int:
     from fabric_core._discovery import discover
 
+    if args.requirements:
+        from fabric_core._doctor import requirements
+
+        print("\n".join(requirements()))
+        return 0
     found = discover()
     records = [record.as_dict() for record in found.records]
     conflicts = {
@@ -49,7 +55,20 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     plugins = commands.add_parser("plugins", help="list installed plugins, what they provide and their status")
     plugins.add_argument("--json", action="store_true", help="print JSON for machines")
+    plugins.add_argument(
+        "--requirements",
+        action="store_true",
+        help="print name==version pins of fabric-core, its add-ons and what they require (for a requirements file)",
+    )
     plugins.set_defaults(handler=_plugins)
+    doctor = commands.add_parser(
+        "doctor",
+        help="print what a bug report needs: versions, devices, backends, environment, plugins, problems",
+        description="Print versions, devices, distributed backends, the detected cluster environment and its "
+        "variables, installed plugins with their status, and the problems found. Paste it into bug reports.",
+    )
+    doctor.add_argument("--json", action="store_true", help="print JSON for machines")
+    doctor.set_defaults(handler=_doctor)
     _add_run_parser(commands)
     consolidate = commands.add_parser(
         "consolidate",
@@ -67,6 +86,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     consolidate.set_defaults(handler=_consolidate)
     return parser
+
+
+def _doctor(args: argparse.Namespace) -> int:
+    from fabric_core._doctor import render, report
+
+    data = report()
+    if args.json:
+        json.dump(data, sys.stdout, indent=2)
+        sys.stdout.write("\n")
+    else:
+        print(render(data))
+    return 0
 
 
 def _consolidate(args: argparse.Namespace) -> int:
