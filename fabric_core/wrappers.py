@@ -329,6 +329,10 @@ class FabricDataLoader:
     after ``load_state_dict()`` the next iteration continues that epoch right after the last
     batch yielded, with the same order, then the following epochs go on as usual. See
     :meth:`state_dict` for how the order is reproduced without loading the skipped data.
+
+    A DataLoader that keeps its own position (torchdata's ``StatefulDataLoader``, anything with
+    ``state_dict``/``load_state_dict``) is trusted with it: its state is saved alongside the
+    epoch counter and it resumes itself.
     """
 
     def __init__(self, dataloader: Any, device: torch.device | None = None, strategy: Strategy | None = None) -> None:
@@ -355,8 +359,8 @@ class FabricDataLoader:
         self._num_iter_calls = epoch + 1
         self._epoch_finished = False
         batches: Iterable[Any]
-        if resume is None:
-            self._batches_yielded = 0
+        if resume is None or resume.epoch_start_rng is None:  # the DataLoader resumes itself
+            self._batches_yielded = 0 if resume is None else resume.skip
             # What the DataLoader draws at the start of an epoch (its base seed, a shuffling
             # sampler's seed) comes from these generators: kept so a resume can draw it again.
             self._epoch_start_rng = _capture_generators(self._generators())
@@ -364,7 +368,7 @@ class FabricDataLoader:
         else:
             self._batches_yielded = resume.skip
             self._epoch_start_rng = resume.epoch_start_rng
-            batches = self._resumed_batches(resume)
+            batches = self._resumed_batches(resume.skip, resume.epoch_start_rng)
         device, strategy = self._device, self._strategy
         if device is None or strategy is None:
             for batch in batches:
@@ -396,8 +400,10 @@ class FabricDataLoader:
             epoch, yielded, start = self._num_iter_calls, 0, None
         else:
             epoch, yielded, start = self._num_iter_calls - 1, self._batches_yielded, self._epoch_start_rng
-        generators = [generator.get_state() for generator in self._generators()[1:]]
-        ranks = gather_per_rank({"epoch_start": start, "generators": generators})
+        own: dict[str, Any] = {"epoch_start": start, "generators": [g.get_state() for g in self._generators()[1:]]}
+        if self._resumes_itself():
+            own = {"epoch_start": None, "generators": [], "dataloader": self._dataloader.state_dict()}
+        ranks = gather_per_rank(own)
         return {"epoch": epoch, "batches_yielded": yielded, "ranks": ranks}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
@@ -425,7 +431,10 @@ class FabricDataLoader:
             own = None  # between epochs nothing is per process: any world size continues from here
         else:
             own = own_rank_entry(ranks, "FabricDataLoader.load_state_dict()")
-        if own is not None:
+        resumes_itself = self._resumes_itself()
+        if own is not None and resumes_itself:
+            self._dataloader.load_state_dict(own["dataloader"])
+        elif own is not None:
             generators = self._generators()[1:]
             if len(own["generators"]) != len(generators):
                 raise ValueError(
@@ -437,7 +446,14 @@ class FabricDataLoader:
                 generator.set_state(saved)
         self._num_iter_calls = epoch
         self._epoch_finished = True
-        self._resume = _Resume(epoch, skip, own["epoch_start"]) if skip > 0 and own is not None else None
+        self._resume = None
+        if skip > 0 and own is not None:
+            self._resume = _Resume(epoch, skip, None if resumes_itself else own["epoch_start"])
+
+    def _resumes_itself(self) -> bool:
+        """Whether the user's DataLoader saves and restores its own position (``StatefulDataLoader``)."""
+        inner = self._dataloader
+        return callable(getattr(inner, "state_dict", None)) and callable(getattr(inner, "load_state_dict", None))
 
     def _set_epoch(self, epoch: int) -> None:
         # Samplers that shuffle per epoch (DistributedSampler) need set_epoch, whether they sit
@@ -466,26 +482,26 @@ class FabricDataLoader:
                 found.append(generator)
         return found
 
-    def _resumed_batches(self, resume: _Resume) -> Iterable[Any]:
+    def _resumed_batches(self, skip: int, epoch_start_rng: dict[str, Any]) -> Iterable[Any]:
         """The rest of the resumed epoch, drawn in the saved run's order."""
         loader = self._dataloader
         length = sized_len(loader)
-        if length is not None and resume.skip >= length:
+        if length is not None and skip >= length:
             return ()  # the epoch was used up: the next iteration starts the next one
         generators = self._generators()
         now = _capture_generators(generators)
-        _restore_generators(generators, resume.epoch_start_rng)
+        _restore_generators(generators, epoch_start_rng)
 
         def after_skip() -> None:
             _restore_generators(generators, now)
 
-        skipping = _skipping_loader(loader, resume.skip, after_skip)
+        skipping = _skipping_loader(loader, skip, after_skip)
         if skipping is not None:
             return skipping
         # No sampler to slice (an iterable dataset, a loader that cannot be re-created):
         # draw the consumed batches and drop them, which loads their data.
         iterator: Iterator[Any] = iter(loader)
-        for _ in range(resume.skip):
+        for _ in range(skip):
             if next(iterator, _EXHAUSTED) is _EXHAUSTED:
                 break
         after_skip()
@@ -503,7 +519,7 @@ class _Resume:
 
     epoch: int
     skip: int
-    epoch_start_rng: dict[str, Any]
+    epoch_start_rng: dict[str, Any] | None  # None: the user's DataLoader resumes itself
 
 
 _EXHAUSTED = object()

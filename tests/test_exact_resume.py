@@ -271,3 +271,31 @@ def test_data_position_errors() -> None:
     # Between epochs, another world size is fine: nothing per process is needed.
     loader.load_state_dict({**state, "epoch": 2, "ranks": state["ranks"] * 2})
     assert loader.state_dict()["epoch"] == 2
+
+
+class _OwnPositionLoader(DataLoader):  # type: ignore[type-arg]
+    """Stands in for torchdata's StatefulDataLoader: a DataLoader that keeps its own position."""
+
+    restored: dict[str, Any] | None = None
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"own": 7}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.restored = state_dict
+
+
+def test_a_dataloader_with_its_own_position_resumes_itself() -> None:
+    fabric = Fabric(accelerator="cpu", devices=1)
+    loader = fabric.setup_dataloaders(_OwnPositionLoader(TensorDataset(torch.arange(8.0)), batch_size=2))
+    iterator = iter(loader)
+    next(iterator)
+    state = loader.state_dict()
+    assert (state["epoch"], state["batches_yielded"], state["ranks"][0]["dataloader"]) == (0, 1, {"own": 7})
+    inner = _OwnPositionLoader(TensorDataset(torch.arange(8.0)), batch_size=2)
+    resumed = fabric.setup_dataloaders(inner)
+    resumed.load_state_dict(state)
+    assert inner.restored == {"own": 7}
+    # Fabric skips nothing itself: the DataLoader's own state decides what comes next.
+    assert len(list(resumed)) == 4
+    assert (resumed.state_dict()["epoch"], resumed.state_dict()["batches_yielded"]) == (1, 0)
