@@ -432,6 +432,13 @@ class FabricDataLoader:
         else:
             own = own_rank_entry(ranks, "FabricDataLoader.load_state_dict()")
         resumes_itself = self._resumes_itself()
+        if own is not None and resumes_itself != ("dataloader" in own):
+            saved, now = ("kept", "does not") if "dataloader" in own else ("did not keep", "does")
+            raise ValueError(
+                f"FabricDataLoader.load_state_dict(): the saved DataLoader {saved} its own position (state_dict/"
+                f"load_state_dict, as torchdata's StatefulDataLoader), this {type(self._dataloader).__name__} {now}. "
+                "Resume with the same kind of DataLoader as the saved run."
+            )
         if own is not None and resumes_itself:
             self._dataloader.load_state_dict(own["dataloader"])
         elif own is not None:

@@ -299,3 +299,18 @@ def test_a_dataloader_with_its_own_position_resumes_itself() -> None:
     # Fabric skips nothing itself: the DataLoader's own state decides what comes next.
     assert len(list(resumed)) == 4
     assert (resumed.state_dict()["epoch"], resumed.state_dict()["batches_yielded"]) == (1, 0)
+
+
+def test_a_position_from_another_kind_of_dataloader_is_refused() -> None:
+    fabric = Fabric(accelerator="cpu", devices=1)
+    plain = fabric.setup_dataloaders(DataLoader(TensorDataset(torch.arange(8.0)), batch_size=2))
+    own = fabric.setup_dataloaders(_OwnPositionLoader(TensorDataset(torch.arange(8.0)), batch_size=2))
+    with pytest.raises(ValueError) as error:
+        plain.load_state_dict(own.state_dict())
+    assert str(error.value) == (
+        "FabricDataLoader.load_state_dict(): the saved DataLoader kept its own position (state_dict/load_state_dict, "
+        "as torchdata's StatefulDataLoader), this DataLoader does not. Resume with the same kind of DataLoader as "
+        "the saved run."
+    )
+    with pytest.raises(ValueError, match="did not keep its own position"):
+        own.load_state_dict(plain.state_dict())
