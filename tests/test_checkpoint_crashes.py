@@ -99,7 +99,6 @@ model = fabric.setup_module(model)
 """
 
 
-@pytest.mark.slow
 @pytest.mark.timeout(300)
 def test_a_sharded_save_killed_at_random_moments_leaves_a_complete_checkpoint(tmp_path: Path) -> None:
     save = FILL + "fabric.save(PATH, {'model': model, 'step': step})\n"

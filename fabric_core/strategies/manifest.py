@@ -5,11 +5,14 @@ DeepSpeed), after every rank has finished, so its presence means the save comple
 the commit marker of :mod:`fabric_core.strategies.staging`. It records::
 
     {"format": 1, "fabric_core": "0.1.0", "strategy": "fsdp", "world_size": 2,
-     "saved_at": 1719999999.5, "checksum": "crc32",
+     "saved_at": 1719999999.5, "checksum": "crc32 of ...",
      "files": {"__0_0.distcp": {"size": 1234, "crc32": "9a0b1c2d"}, ...}}
 
-Checksums are CRC-32 (``zlib.crc32``, several GB/s): they catch truncation, bit rot and
-files swapped between checkpoints, not tampering. :func:`verify` runs before a load touches
+Checksums are CRC-32 (``zlib.crc32``) of the whole file when it is small (up to 4 MiB),
+else of 16 evenly spaced 64 KiB blocks: about 1 MiB read per file, so a save and a load stay
+within a few percent of their time without a manifest. With the sizes they catch truncated,
+missing, foreign and swapped files and damage that touches a sampled block; not every
+flipped bit in a large file, and not tampering. :func:`verify` runs before a load touches
 the user's objects and names each missing, truncated, changed or foreign file. A directory
 without a manifest (saved before manifests existed, or by plain DCP/DeepSpeed) still loads,
 unverified.
@@ -28,17 +31,29 @@ from fabric_core.checkpoint_io import CheckpointError
 
 MANIFEST_FILE = "fabric_manifest.json"
 FORMAT = 1
-_CHUNK = 16 * 2**20
+#: How :func:`checksum` reads a file: whole up to this size, else ``_SAMPLES`` evenly spaced blocks.
+_WHOLE = 4 * 2**20
+_SAMPLES = 16
+_BLOCK = 64 * 2**10
+CHECKSUM = f"crc32 of the whole file up to {_WHOLE} bytes, else of {_SAMPLES} blocks of {_BLOCK} bytes, first to last"
 
 
 def checksum(file: Path) -> str:
-    """The CRC-32 of ``file``, as 8 hex digits, read in chunks into one reused buffer."""
-    value = 0
-    buffer = bytearray(_CHUNK)
-    view = memoryview(buffer)
+    """The CRC-32 of ``file`` (8 hex digits): of all of it when small, else of evenly spaced blocks.
+
+    Sampling keeps the cost near 1 MiB read per file whatever its size: a full CRC of a
+    300 MB checkpoint added about 20% to a save. With the size recorded too, it still
+    catches truncation, swapped or overwritten files and damage that touches a sampled block.
+    """
+    size = file.stat().st_size
     with open(file, "rb", buffering=0) as handle:
-        while read := handle.readinto(buffer):
-            value = zlib.crc32(view[:read], value)
+        if size <= _WHOLE:
+            return f"{zlib.crc32(handle.read()):08x}"
+        value = 0
+        last = size - _BLOCK
+        for index in range(_SAMPLES):
+            handle.seek(last * index // (_SAMPLES - 1))
+            value = zlib.crc32(handle.read(_BLOCK), value)
     return f"{value:08x}"
 
 
@@ -60,7 +75,7 @@ def write_manifest(folder: Path, strategy: str, world_size: int) -> None:
         "strategy": strategy,
         "world_size": world_size,
         "saved_at": time.time(),
-        "checksum": "crc32",
+        "checksum": CHECKSUM,
         "files": files,
     }
     temporary = folder / f".{MANIFEST_FILE}.tmp"

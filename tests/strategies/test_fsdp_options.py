@@ -197,9 +197,10 @@ assert Path("my_data/notes.txt").read_text() == "keep me"
 expect_error(ValueError, ["load_raw", "sharded checkpoint directory", "fabric.load(path"],
              fabric.load_raw, "filtered", model)
 expect_error(ValueError, ["without a state", "fabric consolidate"], fabric.load, "filtered")
-# A DCP directory without fabric's meta file (written by plain torch.distributed.checkpoint) loads too.
+# A DCP directory without fabric's meta file and manifest (written by plain torch.distributed.checkpoint) loads too.
 if rank == 0:
     os.remove("was_a_file/fabric_meta.pt")
+    os.remove("was_a_file/fabric_manifest.json")
 fabric.barrier()
 restored = fabric.setup_module(make_model())
 assert fabric.load("was_a_file", {"model": restored}) == {}
