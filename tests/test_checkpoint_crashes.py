@@ -292,3 +292,36 @@ def test_a_damaged_directory_is_refused_by_name_before_anything_loads(tmp_path: 
         assert f"{how} WEIGHT -1.0" in run.output  # the model was not touched
     assert lines["NO MANIFEST"] == "LOADED step=5"  # older checkpoints, without a manifest, still load
     shutil.rmtree(tmp_path / "ckpt")
+
+
+SHAPE_MISMATCH = """
+import torch
+from torch import nn
+from fabric_core import Fabric
+from fabric_core.strategies.fsdp import FSDPStrategy
+
+fabric = Fabric(accelerator="cpu", devices=1, strategy=FSDPStrategy())
+fabric.launch()
+fabric.save("ckpt", {"model": fabric.setup_module(nn.Sequential(nn.Linear(4, 8)))})
+model = fabric.setup_module(nn.Sequential(nn.Linear(4, 4)))
+with torch.no_grad():
+    model.module[0].weight.fill_(-1.0)
+try:
+    fabric.load("ckpt", {"model": model})
+except Exception as err:
+    print(f"ERROR {type(err).__name__}: {err}", flush=True)
+print("WEIGHT", float(model.module[0].weight.full_tensor()[0, 0]), flush=True)
+"""
+
+
+@pytest.mark.timeout(120)
+def test_a_sharded_load_with_another_shape_names_the_key_and_both_shapes(tmp_path: Path) -> None:
+    run = run_script(tmp_path, SHAPE_MISMATCH, env=_env())
+    assert run.returncode == 0, run.output
+    error = next(line for line in run.output.splitlines() if line.startswith("ERROR"))
+    assert error == (
+        "ERROR ValueError: The checkpoint 'ckpt' holds 'model.0.weight' with shape [8, 4] but the model's "
+        "'model.0.weight' has shape [4, 4]. Nothing was loaded into that model. Build the model with the "
+        "configuration it was saved with, or leave the key out of the load."
+    )
+    assert "WEIGHT -1.0" in run.output

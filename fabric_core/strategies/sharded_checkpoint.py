@@ -17,6 +17,7 @@ values, as in :meth:`Strategy.convert_state <fabric_core.strategies.strategy.Str
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
@@ -43,6 +44,11 @@ from fabric_core.strategies.checkpoint_state import apply_filter, warn_if_no_ent
 from fabric_core.strategies.strategy import is_stateful
 
 META_FILE = "fabric_meta.pt"
+# DCP's planner: "Size mismatch between saved torch.Size([8, 4]) and current: torch.Size([4, 4]) for model.0.weight"
+_SIZE_MISMATCH = re.compile(
+    r"Size mismatch between saved torch\.Size\((?P<saved>\[[\d, ]*\])\) and current: "
+    r"torch\.Size\((?P<current>\[[\d, ]*\])\) for (?P<key>\S+)"
+)
 
 
 def owner_of(optimizer: Optimizer, modules: Iterable[Module]) -> Module:
@@ -181,6 +187,13 @@ def load_sharded(path: Path, state: dict[str, Any] | None, strict: bool, weights
         if ours is not None:
             raise ours from err
         # DCP's own error is a BaseException listing every rank's failure; give the one-line cause.
+        mismatch = _SIZE_MISMATCH.search(str(err))
+        if mismatch is not None:
+            raise ValueError(
+                f"The checkpoint {str(path)!r} holds {mismatch['key']!r} with shape {mismatch['saved']} but the "
+                f"model's {mismatch['key']!r} has shape {mismatch['current']}. Nothing was loaded into that "
+                "model. Build the model with the configuration it was saved with, or leave the key out of the load."
+            ) from err
         if strict and "missing key" in str(err).lower():
             raise KeyError(
                 f"The checkpoint {str(path)!r} lacks entries the requested objects have (saved with a filter, or "
