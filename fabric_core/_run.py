@@ -36,7 +36,6 @@ import os
 import shutil
 import signal
 import sys
-import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -254,10 +253,10 @@ def launch(run_plan: Plan) -> int:
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
     from torch.distributed.elastic.rendezvous.api import RendezvousError
 
-    from fabric_core.strategies.launchers._errors import ERROR_DIR_VARIABLE
+    from fabric_core.strategies.launchers._errors import ERROR_DIR_VARIABLE, make_error_dir
     from fabric_core.strategies.launchers.watch import LAUNCHER_PID_VARIABLE
 
-    error_dir = tempfile.mkdtemp(prefix="fabric-run-errors-")
+    error_dir = make_error_dir("fabric-run-errors-")
     # The workers watch this process: if it is killed outright, they stop too (no orphans).
     environment = {**run_plan.environment, ERROR_DIR_VARIABLE: error_dir, LAUNCHER_PID_VARIABLE: str(os.getpid())}
     try:

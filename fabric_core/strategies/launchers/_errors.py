@@ -10,13 +10,17 @@ by peer" of the ranks that were waiting for the failed one.
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import sys
+import tempfile
 import time
 import traceback
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
+
+from fabric_core.strategies.launchers.watch import process_alive
 
 ERROR_DIR_VARIABLE = "FABRIC_ERROR_DIR"
 
@@ -57,6 +61,19 @@ def install_rank_excepthook(rank: int) -> None:
 
     hook._fabric_rank = rank  # type: ignore[attr-defined]
     sys.excepthook = hook
+
+
+def make_error_dir(prefix: str) -> str:
+    """A new folder for the ranks' error records, named ``<prefix><pid>-...`` after this launcher.
+
+    A launcher removes its folder when the run ends; one killed outright (SIGKILL) cannot,
+    so each new one first removes the folders of launchers that no longer exist.
+    """
+    for folder in Path(tempfile.gettempdir()).glob(f"{prefix}*"):
+        owner = folder.name[len(prefix) :].split("-")[0]
+        if owner.isdigit() and int(owner) != os.getpid() and not process_alive(int(owner)):
+            shutil.rmtree(folder, ignore_errors=True)
+    return tempfile.mkdtemp(prefix=f"{prefix}{os.getpid()}-")
 
 
 def record_error(rank: int, text: str) -> None:

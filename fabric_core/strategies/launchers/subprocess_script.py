@@ -18,14 +18,20 @@ import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from collections.abc import Callable
 from typing import Any
 
 from fabric_core.environments.cluster_environment import ClusterEnvironment
-from fabric_core.strategies.launchers._errors import ERROR_DIR_VARIABLE, RankEnd, recorded_errors, root_cause, state
+from fabric_core.strategies.launchers._errors import (
+    ERROR_DIR_VARIABLE,
+    RankEnd,
+    make_error_dir,
+    recorded_errors,
+    root_cause,
+    state,
+)
 from fabric_core.strategies.launchers.launcher import Launcher, limit_threads_per_process
 
 
@@ -87,7 +93,7 @@ class SubprocessScriptLauncher(Launcher):
 
     def _start_children(self) -> None:
         command = _script_command()
-        self._error_dir = tempfile.mkdtemp(prefix="fabric-errors-")
+        self._error_dir = make_error_dir("fabric-errors-")
         os.environ["MASTER_ADDR"] = self.cluster_environment.main_address
         os.environ["MASTER_PORT"] = str(self.cluster_environment.main_port)
         os.environ[ERROR_DIR_VARIABLE] = self._error_dir

@@ -50,7 +50,7 @@ def watch_launcher() -> None:
 def _watch(parent: int, launcher: int) -> None:
     # When the parent dies the worker is re-parented, so its parent id changes. A launcher
     # that is not the parent (some wrapper in between) is watched by its own id.
-    while os.getppid() == parent and (parent == launcher or _alive(launcher)):
+    while os.getppid() == parent and (parent == launcher or process_alive(launcher)):
         time.sleep(_POLL_SECONDS)
     sys.stderr.write(
         f"fabric: the launcher that started this worker (fabric run, pid {launcher}) is gone; stopping "
@@ -62,7 +62,8 @@ def _watch(parent: int, launcher: int) -> None:
     os._exit(1)
 
 
-def _alive(pid: int) -> bool:
+def process_alive(pid: int) -> bool:
+    """Whether a process with this id exists (one of another user counts)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
