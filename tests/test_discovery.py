@@ -723,3 +723,46 @@ print(json.dumps({"before": before, "after": after}))
     state = json.loads(result.stdout.strip().splitlines()[-1])
     assert state["before"] == {"cache": True, "builtins": False, "probe": False}
     assert state["after"] == {"cache": False, "builtins": True, "probe": True}
+
+
+@pytest.mark.parametrize(
+    ("line", "specifier"),
+    [
+        ("fabric-core>=0.1,<1", "<1,>=0.1"),
+        ("fabric_core (>= 0.2)", ">=0.2"),
+        ("Fabric.Core[extra]>=1", ">=1"),
+        ("fabric-core", None),
+        ("torch>=2.4,<3", None),
+        ("pytest>=8; extra == 'test'", None),
+        ("fabric-core>=0.1; extra == 'test'", None),
+        ("fabric-core>=0.3; python_version >= '3'", ">=0.3"),
+    ],
+)
+def test_core_requirement_lines_are_read_without_packaging_where_plain(line: str, specifier: str | None) -> None:
+    from fabric_core._discovery import _core_specifier
+
+    assert _core_specifier(line) == specifier
+
+
+def test_core_version_checks_match_packagings_rules() -> None:
+    from packaging.specifiers import SpecifierSet
+    from packaging.version import Version
+
+    from fabric_core._discovery import _satisfies
+
+    for version in ("0.1.0", "0.2.0rc1", "1.0", "0.0.9"):
+        for specifier in (">=0.1,<1", ">0.1", "<=0.1", "==0.1.0", "!=0.1.0", "==0.1.*", "~=0.1", ">=0.2.0rc1"):
+            expected = SpecifierSet(specifier).contains(Version(version), prereleases=True)
+            assert _satisfies(Version(version), specifier) == expected, (version, specifier)
+
+
+def test_first_fabric_does_not_compile_packagings_specifier_regex() -> None:
+    # packaging's Specifier regex costs ~100 ms to compile: most of a first Fabric() with add-ons installed.
+    code = (
+        "import sys; from fabric_core import Fabric; Fabric(accelerator='cpu'); "
+        "print('packaging.specifiers' in sys.modules)"
+    )
+    env = {**os.environ, "FABRIC_DISABLE_PLUGIN_AUTOLOAD": "0"}
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "False"
