@@ -26,6 +26,9 @@ class Precision:
     #: ``False`` when forward needs no context and no input/output conversion, so the
     #: module wrapper can call the model directly (the 32-true fast path)
     converts: bool = False
+    #: ``True`` when the class overrides Lightning's ``pre_backward``/``post_backward``, which
+    #: the strategy then calls around :meth:`backward` (set for each subclass, not by hand)
+    has_backward_hooks: bool = False
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         # A subclass written for Lightning overrides these without knowing about ``converts``:
@@ -34,6 +37,9 @@ class Precision:
         hooks = ("forward_context", "convert_input", "convert_output")
         if "converts" not in cls.__dict__ and any(name in cls.__dict__ for name in hooks):
             cls.converts = True
+        cls.has_backward_hooks = (
+            cls.pre_backward is not Precision.pre_backward or cls.post_backward is not Precision.post_backward
+        )
 
     def setup(self, device_type: str) -> None:
         """Learn the device type (``"cpu"``, ``"cuda"``) once the accelerator is chosen."""

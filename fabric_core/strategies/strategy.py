@@ -202,8 +202,7 @@ class Strategy(ABC):
 
     def backward(self, tensor: Tensor, module: Module | None, *args: Any, **kwargs: Any) -> None:
         precision = self.precision
-        kind = type(precision)
-        if kind.pre_backward is Precision.pre_backward and kind.post_backward is Precision.post_backward:
+        if not precision.has_backward_hooks:
             precision.backward(tensor, module, *args, **kwargs)
             return
         # A precision written for Lightning's interface: its hooks around backward run too.

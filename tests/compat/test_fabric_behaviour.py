@@ -297,3 +297,25 @@ def test_loggers_and_callbacks_hear_events_in_the_order_given() -> None:
     fabric.log("x", 1.0)
     fabric.launch(lambda fabric: None)
     assert heard == ["log:a", "log:b", "teardown:c1", "teardown:c2", "finalize:a", "finalize:b"]
+
+
+def test_a_lightning_style_precision_gets_its_backward_hooks_called() -> None:
+    from fabric_core.plugins import Precision
+
+    class Scaled(Precision):
+        calls: list[str] = []
+
+        def pre_backward(self, tensor: torch.Tensor, module: Any) -> torch.Tensor:
+            self.calls.append("pre")
+            return tensor * 2  # what backward runs on
+
+        def post_backward(self, tensor: torch.Tensor, module: Any) -> torch.Tensor:
+            self.calls.append("post")
+            return tensor
+
+    assert Scaled.has_backward_hooks and not Precision.has_backward_hooks
+    fabric = Fabric(accelerator="cpu", plugins=[Scaled()])
+    model = fabric.setup(nn.Linear(1, 1, bias=False))
+    fabric.backward(model(torch.ones(1, 1)).sum())
+    assert Scaled.calls == ["pre", "post"]
+    assert model.weight.grad is not None and model.weight.grad.item() == 2.0
