@@ -16,11 +16,10 @@ from typing import Any
 import torch
 
 from fabric_core import _logging
-from fabric_core.loggers.logger import Logger
+from fabric_core.loggers.logger import Logger, next_version
 from fabric_core.utilities.apply_func import convert_tensors_to_scalars
 from fabric_core.utilities.rank_zero import rank_zero_only, rank_zero_warn
 
-_VERSION = re.compile(r"^version_(\d+)$")
 _PLAIN_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _YAML_WORDS = {"y", "n", "yes", "no", "true", "false", "on", "off", "null"}
 _log = _logging.get_logger(__name__)
@@ -110,15 +109,7 @@ class CSVLogger(Logger):
         return self
 
     def _next_version(self) -> int:
-        folder = Path(self._root_dir, self._name)
-        if not folder.is_dir():
-            return 0
-        found = [
-            int(match.group(1))
-            for child in folder.iterdir()
-            if child.is_dir() and (match := _VERSION.match(child.name))
-        ]
-        return max(found) + 1 if found else 0
+        return next_version(Path(self._root_dir, self._name))
 
     @rank_zero_only
     def log_hyperparams(self, params: dict[str, Any] | Namespace | None = None, *args: Any, **kwargs: Any) -> None:

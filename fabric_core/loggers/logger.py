@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import re
 from abc import ABC, abstractmethod
 from argparse import Namespace
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 from fabric_core.hookspecs import hookimpl
+
+_VERSION = re.compile(r"^version_(\d+)$")
 
 
 class Logger(ABC):
@@ -71,6 +75,17 @@ class Logger(ABC):
     @hookimpl
     def fabric_on_teardown(self, status: str) -> None:
         self.finalize(status)
+
+
+def next_version(folder: str | Path) -> int:
+    """The next free ``version_N`` number under ``folder`` (0 when it has none or does not exist)."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return 0
+    found = [
+        int(match.group(1)) for child in folder.iterdir() if child.is_dir() and (match := _VERSION.match(child.name))
+    ]
+    return max(found) + 1 if found else 0
 
 
 def is_logger_like(obj: object) -> bool:

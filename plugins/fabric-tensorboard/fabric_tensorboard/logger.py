@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import importlib.util
 import os
-import re
 import warnings
 import weakref
 from argparse import Namespace
@@ -15,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 from fabric_core.loggers import Logger
+from fabric_core.loggers.logger import next_version
 from fabric_core.utilities.apply_func import move_data_to_device
 from fabric_core.utilities.rank_zero import rank_zero_only
 from fabric_core.wrappers import FabricModule
@@ -23,8 +23,6 @@ from fabric_tensorboard._hparams import experiment_summaries, flatten_params, sa
 
 if TYPE_CHECKING:
     from torch.utils.tensorboard import SummaryWriter
-
-_VERSION = re.compile(r"^version_(\d+)$")
 
 
 class TensorBoardLogger(Logger):
@@ -110,15 +108,7 @@ class TensorBoardLogger(Logger):
         return os.path.expanduser(os.path.expandvars(path))
 
     def _next_version(self) -> int:
-        folder = Path(os.path.expanduser(os.path.expandvars(os.path.join(self._root_dir, self._name))))
-        if not folder.is_dir():
-            return 0
-        found = [
-            int(match.group(1))
-            for child in folder.iterdir()
-            if child.is_dir() and (match := _VERSION.match(child.name))
-        ]
-        return max(found) + 1 if found else 0
+        return next_version(os.path.expanduser(os.path.expandvars(os.path.join(self._root_dir, self._name))))
 
     # -- the writer ---------------------------------------------------------------------------
 
