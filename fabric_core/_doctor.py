@@ -15,21 +15,11 @@ import sys
 from importlib import metadata
 from typing import Any
 
-#: variables that decide how a run is launched and laid out (shown by ``fabric doctor`` when set)
-_RUN_VARIABLES = (
-    "RANK",
-    "LOCAL_RANK",
-    "WORLD_SIZE",
-    "LOCAL_WORLD_SIZE",
-    "NODE_RANK",
-    "GROUP_RANK",
-    "MASTER_ADDR",
-    "MASTER_PORT",
-    "CUDA_VISIBLE_DEVICES",
-    "OMP_NUM_THREADS",
-    "PL_GLOBAL_SEED",
-)
-_RUN_PREFIXES = ("FABRIC_", "TORCHELASTIC_", "SLURM_", "LSB_", "OMPI_", "PMI_", "KUBERNETES_")
+from fabric_core.environments._variables import is_launcher_variable
+
+#: besides the launchers' own (:func:`~fabric_core.environments._variables.is_launcher_variable`),
+#: variables that decide how a run is laid out (shown by ``fabric doctor`` when set)
+_RUN_VARIABLES = ("CUDA_VISIBLE_DEVICES", "OMP_NUM_THREADS", "PL_GLOBAL_SEED")
 
 
 def report() -> dict[str, Any]:
@@ -66,11 +56,7 @@ def report() -> dict[str, Any]:
     environment, environment_problem = _detected_environment(found)
     if environment_problem:
         problems.append(environment_problem)
-    variables = {
-        name: value
-        for name, value in sorted(os.environ.items())
-        if name in _RUN_VARIABLES or name.startswith(_RUN_PREFIXES)
-    }
+    variables = {name: value for name, value in sorted(os.environ.items()) if _is_run_variable(name)}
     if "LOCAL_RANK" in variables and environment == "local":
         problems.append(
             f"LOCAL_RANK={variables['LOCAL_RANK']} is set, but no launcher was detected: a plain `python train.py` "
@@ -107,7 +93,7 @@ def report() -> dict[str, Any]:
 
 
 def _is_run_variable(name: str) -> bool:
-    return name in _RUN_VARIABLES or name.startswith(_RUN_PREFIXES)
+    return is_launcher_variable(name) or name in _RUN_VARIABLES or name.startswith("FABRIC_")
 
 
 def _detected_environment(found: Any) -> tuple[str, str | None]:

@@ -11,13 +11,26 @@ import os
 from collections.abc import Sequence
 
 __all__ = [
+    "LAUNCHER_VARIABLES",
     "EnvironmentVariableError",
     "MissingEnvironmentVariableError",
     "check_rank",
     "first_set",
+    "is_launcher_variable",
     "read_int",
     "read_port",
 ]
+
+#: what launchers (torchrun, SLURM, LSF, MPI, Kubeflow, Fabric's own) set to place a process in a run
+LAUNCHER_VARIABLES = frozenset(
+    {"LOCAL_RANK", "RANK", "WORLD_SIZE", "LOCAL_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT", "NODE_RANK", "GROUP_RANK"}
+)
+_LAUNCHER_PREFIXES = ("TORCHELASTIC_", "SLURM_", "LSB_", "OMPI_", "PMI_", "KUBERNETES_")
+
+
+def is_launcher_variable(name: str) -> bool:
+    """Whether ``name`` is one a launcher sets (:data:`LAUNCHER_VARIABLES`, ``SLURM_*``, ``TORCHELASTIC_*``, ...)."""
+    return name in LAUNCHER_VARIABLES or name.startswith(_LAUNCHER_PREFIXES)
 
 
 class EnvironmentVariableError(RuntimeError, ValueError):

@@ -8,6 +8,8 @@ import sys
 import textwrap
 from pathlib import Path
 
+from fabric_core.environments._variables import is_launcher_variable
+
 _SCRIPT = """
 import sys
 from fabric_core import Fabric
@@ -38,7 +40,7 @@ def run_training_script(
     """
     script = folder / "conformance_script.py"
     script.write_text(textwrap.dedent(_SCRIPT))
-    environment = {name: value for name, value in os.environ.items() if not _is_launcher_variable(name)}
+    environment = {name: value for name, value in os.environ.items() if not is_launcher_variable(name)}
     result = subprocess.run(
         [sys.executable, str(script), strategy, str(devices), precision, str(folder / "conformance_checkpoint")],
         cwd=folder,
@@ -52,13 +54,3 @@ def run_training_script(
     if result.returncode != 0 or missing:
         raise AssertionError(f"strategy={strategy!r} on {devices} processes failed the conformance run:\n{output}")
     return output
-
-
-_LAUNCHER_VARIABLES = frozenset(
-    {"LOCAL_RANK", "RANK", "WORLD_SIZE", "LOCAL_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT", "NODE_RANK", "GROUP_RANK"}
-)
-_LAUNCHER_PREFIXES = ("TORCHELASTIC_", "SLURM_", "LSB_", "OMPI_", "PMI_")
-
-
-def _is_launcher_variable(name: str) -> bool:
-    return name in _LAUNCHER_VARIABLES or name.startswith(_LAUNCHER_PREFIXES)
