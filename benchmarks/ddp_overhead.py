@@ -52,70 +52,33 @@ from __future__ import annotations
 import argparse
 import copy
 import json
-import os
-import platform
-import statistics
-import time
-from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import torch
 import torch.distributed as dist
-import torch.nn.functional as F
-from torch import Tensor, nn
+from _common import (
+    STATS_HEADER,
+    Comparison,
+    Step,
+    environment,
+    fabric_step,
+    interleaved_rounds,
+    make_batches,
+    make_mlp,
+    make_optimizer,
+    max_parameter_difference,
+    ratio_lines,
+    raw_step,
+    run_round,
+    stats_row,
+)
 from torch.nn.parallel import DistributedDataParallel
 
-import fabric_core
 from fabric_core import Fabric
 
 PROCESSES = 2
 LOOPS = ("raw", "fabric", "raw-again")
-
-Step = Callable[[Tensor, Tensor], None]
-
-
-@dataclass
-class LoopStats:
-    """Step times of one loop on one rank, in microseconds."""
-
-    median_us: float
-    mean_us: float
-    p10_us: float
-    p90_us: float
-    steps: int
-
-
-@dataclass
-class Comparison:
-    """The three loops of one measure (wall-clock or CPU time) on one rank."""
-
-    raw: LoopStats
-    fabric: LoopStats
-    raw_again: LoopStats
-    ratio_of_medians: float
-    overhead_us_per_step: float
-    overhead_percent: float
-    noise_floor_us: float
-
-    @classmethod
-    def of(cls, times: dict[str, list[float]]) -> Comparison:
-        raw, fabric, again = (summarize(times[name]) for name in LOOPS)
-        overhead = fabric.median_us - raw.median_us
-        return cls(
-            raw=raw,
-            fabric=fabric,
-            raw_again=again,
-            ratio_of_medians=fabric.median_us / raw.median_us,
-            overhead_us_per_step=overhead,
-            overhead_percent=100.0 * overhead / raw.median_us,
-            noise_floor_us=again.median_us - raw.median_us,
-        )
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> Comparison:
-        loops = {key: LoopStats(**data[key]) for key in ("raw", "fabric", "raw_again")}
-        return cls(**{**data, **loops})
 
 
 @dataclass
@@ -154,94 +117,6 @@ class DDPOverheadResult:
     environment: dict[str, Any] = field(default_factory=dict)
 
 
-def make_model(hidden: int, features: int, classes: int) -> nn.Module:
-    """Three linear layers with ReLUs."""
-    return nn.Sequential(
-        nn.Linear(features, hidden),
-        nn.ReLU(),
-        nn.Linear(hidden, hidden),
-        nn.ReLU(),
-        nn.Linear(hidden, classes),
-    )
-
-
-def make_data(batches: int, batch: int, features: int, classes: int, seed: int) -> list[tuple[Tensor, Tensor]]:
-    generator = torch.Generator().manual_seed(seed)
-    return [
-        (
-            torch.randn(batch, features, generator=generator),
-            torch.randint(0, classes, (batch,), generator=generator),
-        )
-        for _ in range(batches)
-    ]
-
-
-def make_optimizer(model: nn.Module) -> torch.optim.Optimizer:
-    return torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
-
-
-def raw_step_fn(model: nn.Module, optimizer: torch.optim.Optimizer) -> Step:
-    """The hand-written DDP loop a user would write without Fabric."""
-
-    def step(x: Tensor, y: Tensor) -> None:
-        optimizer.zero_grad(set_to_none=True)
-        output = model(x)
-        loss = F.cross_entropy(output, y)
-        loss.backward()  # type: ignore[no-untyped-call]
-        optimizer.step()
-
-    return step
-
-
-def fabric_step_fn(fabric: Fabric, model: nn.Module, optimizer: torch.optim.Optimizer) -> Step:
-    """The same loop through Fabric (the wrapped model and optimizer returned by ``fabric.setup``)."""
-
-    def step(x: Tensor, y: Tensor) -> None:
-        optimizer.zero_grad(set_to_none=True)
-        output = model(x)
-        loss = F.cross_entropy(output, y)
-        fabric.backward(loss)
-        optimizer.step()
-
-    return step
-
-
-def run_round(
-    step: Step, data: list[tuple[Tensor, Tensor]], steps: int, start: int, wall: list[float], cpu: list[float]
-) -> float:
-    """Run ``steps`` steps, append each step's wall-clock time and main-thread CPU time (µs) to
-    ``wall`` and ``cpu``; return the round's mean wall-clock time per step (µs)."""
-    clock, cpu_clock = time.perf_counter_ns, time.thread_time_ns
-    count = len(data)
-    round_start = clock()
-    for index in range(start, start + steps):
-        x, y = data[index % count]
-        begin, cpu_begin = clock(), cpu_clock()
-        step(x, y)
-        cpu_end, end = cpu_clock(), clock()
-        wall.append((end - begin) / 1000.0)
-        cpu.append((cpu_end - cpu_begin) / 1000.0)
-    return (clock() - round_start) / 1000.0 / steps
-
-
-def summarize(times: list[float]) -> LoopStats:
-    ordered = sorted(times)
-    deciles = statistics.quantiles(ordered, n=10)
-    return LoopStats(
-        median_us=statistics.median(ordered),
-        mean_us=statistics.fmean(ordered),
-        p10_us=deciles[0],
-        p90_us=deciles[-1],
-        steps=len(ordered),
-    )
-
-
-def max_difference(a: nn.Module, b: nn.Module) -> float:
-    return max(
-        (p.detach() - q.detach()).abs().max().item() for p, q in zip(a.parameters(), b.parameters(), strict=True)
-    )
-
-
 def release_ddp(module: DistributedDataParallel) -> None:
     """Free a DDP wrapper's C++ reducer now, while the process group still exists.
 
@@ -259,9 +134,9 @@ def measure_rank(fabric: Fabric, args: argparse.Namespace) -> RankResult:
     rank = fabric.global_rank
     features, classes = args.hidden, 10
     torch.manual_seed(0)
-    base = make_model(args.hidden, features, classes)
+    base = make_mlp(args.hidden, features, classes)
     # Each rank gets its own batches, as a distributed sampler would give.
-    data = make_data(args.batches, args.batch, features, classes, seed=1234 + rank)
+    data = make_batches(args.batches, args.batch, features, classes, seed=1234 + rank)
 
     # Three copies with identical initial weights: hand-written DDP, Fabric, hand-written DDP again.
     raw_model, user_model, again_model = copy.deepcopy(base), copy.deepcopy(base), copy.deepcopy(base)
@@ -269,9 +144,9 @@ def measure_rank(fabric: Fabric, args: argparse.Namespace) -> RankResult:
     again_ddp = DistributedDataParallel(again_model)
     fabric_model, fabric_optimizer = fabric.setup(user_model, make_optimizer(user_model))
     loops: dict[str, Step] = {
-        "raw": raw_step_fn(raw_ddp, make_optimizer(raw_model)),
-        "fabric": fabric_step_fn(fabric, fabric_model, fabric_optimizer),
-        "raw-again": raw_step_fn(again_ddp, make_optimizer(again_model)),
+        "raw": raw_step(raw_ddp, make_optimizer(raw_model)),
+        "fabric": fabric_step(fabric, fabric_model, fabric_optimizer),
+        "raw-again": raw_step(again_ddp, make_optimizer(again_model)),
     }
 
     try:
@@ -279,7 +154,7 @@ def measure_rank(fabric: Fabric, args: argparse.Namespace) -> RankResult:
         scratch: list[float] = []
         for name in LOOPS:
             run_round(loops[name], data, args.check_steps, 0, scratch, scratch)
-        difference = torch.tensor(max_difference(raw_model, user_model), dtype=torch.float64)
+        difference = torch.tensor(max_parameter_difference(raw_model, user_model), dtype=torch.float64)
         dist.all_reduce(difference, op=dist.ReduceOp.MAX)
 
         # Warm-up: allocator, autograd graph caches, gloo buffers, branch predictors.
@@ -287,29 +162,17 @@ def measure_rank(fabric: Fabric, args: argparse.Namespace) -> RankResult:
             dist.barrier()
             run_round(loops[name], data, args.warmup, 0, scratch, scratch)
 
-        times: dict[str, list[float]] = {name: [] for name in LOOPS}
-        cpu_times: dict[str, list[float]] = {name: [] for name in LOOPS}
-        round_means: dict[str, list[float]] = {name: [] for name in LOOPS}
-        names = list(LOOPS)
-        position = 0
-        for round_index in range(args.rounds):
-            # Rotate the order, so that no loop always runs right after the same other one.
-            shift = round_index % len(names)
-            for name in names[shift:] + names[:shift]:
-                dist.barrier()  # both ranks start (and so time) the same loop together
-                mean = run_round(loops[name], data, args.steps, position, times[name], cpu_times[name])
-                round_means[name].append(mean)
-            position += args.steps
+        # A barrier before every round: both ranks start (and so time) the same loop together.
+        times = interleaved_rounds(loops, data, args.rounds, args.steps, before_round=dist.barrier, with_cpu=True)
     finally:
         release_ddp(raw_ddp)
         release_ddp(again_ddp)
 
-    pair_ratios = [f / r for f, r in zip(round_means["fabric"], round_means["raw"], strict=True)]
     return RankResult(
         rank=rank,
-        wall=Comparison.of(times),
-        cpu=Comparison.of(cpu_times),
-        paired_round_ratio_median=statistics.median(pair_ratios),
+        wall=Comparison.of(times.wall),
+        cpu=Comparison.of(times.cpu),
+        paired_round_ratio_median=times.paired_ratio_median(),
         max_param_difference=float(difference.item()),
     )
 
@@ -349,37 +212,20 @@ def run(fabric: Fabric, args: argparse.Namespace) -> DDPOverheadResult | None:
     )
 
 
-def environment() -> dict[str, Any]:
-    return {
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "fabric_core": fabric_core.__version__,
-        "platform": platform.platform(),
-        "cpu_count": os.cpu_count(),
-    }
-
-
 def report(result: DDPOverheadResult) -> str:
-    def row(name: str, stats: LoopStats) -> str:
-        return f"  {name:<12}{stats.median_us:>10.1f}{stats.mean_us:>10.1f}{stats.p10_us:>10.1f}{stats.p90_us:>10.1f}"
-
     zero = result.ranks[0]
     wall, cpu = zero.wall, zero.cpu
-    columns = f"{'median':>10}{'mean':>10}{'p10':>10}{'p90':>10}"
     lines = [
         f"fabric-core DDP step overhead  ({result.processes} processes, {result.backend}, MLP hidden={result.hidden}, "
         f"batch={result.batch_per_rank} per rank, {result.optimizer}, "
         f"torch threads={result.threads_per_rank} per rank)",
         f"  {result.rounds} interleaved rounds x {result.steps_per_round} steps per loop, "
         f"{result.warmup_steps} warm-up steps per loop, a barrier before every round",
-        f"  {'rank 0':<12}{columns}   (µs per step, wall clock)",
-        row("raw DDP", wall.raw),
-        row("fabric DDP", wall.fabric),
-        row("raw-again", wall.raw_again),
-        f"  ratio fabric/raw of medians: {wall.ratio_of_medians:.4f}",
-        f"  overhead: {wall.overhead_us_per_step:+.1f} µs per step ({wall.overhead_percent:+.2f}%; budget < 2%)",
-        f"  noise floor (raw-again - raw): {wall.noise_floor_us:+.1f} µs per step "
-        f"({100.0 * wall.noise_floor_us / wall.raw.median_us:+.2f}%)",
+        f"  {'rank 0':<12}{STATS_HEADER}   (µs per step, wall clock)",
+        stats_row("raw DDP", wall.raw, width=12),
+        stats_row("fabric DDP", wall.fabric, width=12),
+        stats_row("raw-again", wall.raw_again, width=12),
+        *ratio_lines(wall, "< 2%"),
         f"  median of per-round ratios (fabric/raw): {zero.paired_round_ratio_median:.4f}",
     ]
     for other in result.ranks[1:]:

@@ -26,12 +26,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
-import timeit
 from collections.abc import Callable
 from typing import Any, cast
 
 import torch
+from _common import compare_calls
 from torch import Tensor, nn
 from torch.optim import Optimizer
 
@@ -53,22 +52,6 @@ class NoopOptimizer(Optimizer):
 
     def step(self, closure: Any = None) -> Any:
         return None
-
-
-def per_call_us(function: Callable[[], Any], number: int, repeat: int) -> list[float]:
-    timer = timeit.Timer(function)
-    return [seconds / number * 1e6 for seconds in timer.repeat(repeat=repeat, number=number)]
-
-
-def compare(cases: dict[str, Callable[[], Any]], number: int, repeat: int) -> dict[str, float]:
-    """Median µs per call of every case, with the cases' repeats interleaved."""
-    samples: dict[str, list[float]] = {name: [] for name in cases}
-    for function in cases.values():  # warm-up
-        per_call_us(function, number // 10 or 1, 1)
-    for _ in range(repeat):
-        for name, function in cases.items():
-            samples[name].extend(per_call_us(function, number, 1))
-    return {name: statistics.median(values) for name, values in samples.items()}
 
 
 def direct_forward(module: nn.Module, x: Tensor, precision: str) -> Callable[[], Any]:
@@ -104,7 +87,7 @@ def measure(precision: str, number: int, repeat: int) -> dict[str, dict[str, flo
     no_kwargs: dict[str, Any] = {}
 
     results: dict[str, dict[str, float]] = {}
-    results["forward"] = compare(
+    results["forward"] = compare_calls(
         {
             "module(x)  [direct]": direct_forward(module, x, precision),
             "module.forward(x)": lambda: module.forward(x),
@@ -114,7 +97,7 @@ def measure(precision: str, number: int, repeat: int) -> dict[str, dict[str, flo
         number,
         repeat,
     )
-    results["backward"] = compare(
+    results["backward"] = compare_calls(
         {
             "loss.backward()  [direct]": lambda: loss.backward(),  # type: ignore[no-untyped-call]
             "Precision.backward": lambda: precision_plugin.backward(loss, None),
@@ -129,7 +112,7 @@ def measure(precision: str, number: int, repeat: int) -> dict[str, dict[str, flo
         number,
         repeat,
     )
-    results["step"] = compare(
+    results["step"] = compare_calls(
         {
             "optimizer.step()  [direct]": lambda: optimizer.step(),
             "Precision.optimizer_step": lambda: precision_plugin.optimizer_step(optimizer),
@@ -144,7 +127,7 @@ def measure(precision: str, number: int, repeat: int) -> dict[str, dict[str, flo
         number,
         repeat,
     )
-    results["zero_grad"] = compare(
+    results["zero_grad"] = compare_calls(
         {
             "optimizer.zero_grad()  [direct]": lambda: optimizer.zero_grad(),
             "fabric_optimizer.zero_grad()  [Fabric]": lambda: fabric_optimizer.zero_grad(),

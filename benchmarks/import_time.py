@@ -35,12 +35,12 @@ import json
 import os
 import re
 import statistics
-import subprocess
 import sys
 import tempfile
-import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+
+from _common import run_json_snippet
 
 _TORCH_ONLY = """
 import json, time
@@ -104,20 +104,9 @@ def environment_for(state: str, cache_dir: Path) -> dict[str, str]:
     return env
 
 
-def run_snippet(snippet: str, env: dict[str, str], extra: tuple[str, ...] = ()) -> tuple[float, dict[str, float], str]:
-    """Run ``snippet`` in a fresh interpreter: its wall time (ms), its printed JSON (ms), its stderr."""
-    begin = time.perf_counter()
-    completed = subprocess.run([sys.executable, *extra, "-c", snippet], capture_output=True, text=True, env=env)
-    wall = (time.perf_counter() - begin) * 1000.0
-    if completed.returncode != 0:
-        raise RuntimeError(f"the import subprocess failed:\n{completed.stderr.strip()}")
-    values = json.loads(completed.stdout.strip().splitlines()[-1])
-    return wall, {key: seconds * 1000.0 for key, seconds in values.items()}, completed.stderr
-
-
 def measure_state(state: str, repeat: int, cache_dir: Path, with_wall: bool) -> StateResult:
     env = environment_for(state, cache_dir)
-    run_snippet(_TORCH_THEN_FABRIC, env)  # priming: fills the bytecode cache, warms the page cache
+    run_json_snippet(_TORCH_THEN_FABRIC, env)  # priming: fills the bytecode cache, warms the page cache
     torch_wall: list[float] = []
     both_wall: list[float] = []
     torch_in_process: list[float] = []
@@ -128,10 +117,10 @@ def measure_state(state: str, repeat: int, cache_dir: Path, with_wall: bool) -> 
             if variant == "torch":
                 if not with_wall:
                     continue
-                wall, _, _ = run_snippet(_TORCH_ONLY, env)
+                wall, _, _ = run_json_snippet(_TORCH_ONLY, env)
                 torch_wall.append(wall)
             else:
-                wall, values, _ = run_snippet(_TORCH_THEN_FABRIC, env)
+                wall, values, _ = run_json_snippet(_TORCH_THEN_FABRIC, env)
                 both_wall.append(wall)
                 torch_in_process.append(values["torch"])
                 fabric_after_torch.append(values["fabric_core"])
@@ -172,7 +161,7 @@ def measure_importtime(runs: int, cache_dir: Path, top: int) -> tuple[float, lis
     env = environment_for("cached", cache_dir)
     per_module: dict[str, list[ImportRow]] = {}
     for _ in range(runs):
-        _, _, stderr = run_snippet(_TORCH_THEN_FABRIC, env, extra=("-X", "importtime"))
+        _, _, stderr = run_json_snippet(_TORCH_THEN_FABRIC, env, extra=("-X", "importtime"))
         for row in parse_importtime(stderr):
             per_module.setdefault(row.module, []).append(row)
     merged = [

@@ -39,37 +39,35 @@ from __future__ import annotations
 import argparse
 import copy
 import json
-import os
-import platform
 import statistics
-import subprocess
-import sys
-import time
-from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import torch
-import torch.nn.functional as F
-from torch import Tensor, nn
+from _common import (
+    STATS_HEADER,
+    Batches,
+    Comparison,
+    LoopStats,
+    Step,
+    environment,
+    fabric_step,
+    interleaved_rounds,
+    make_batches,
+    make_mlp,
+    make_optimizer,
+    max_parameter_difference,
+    ratio_lines,
+    raw_step,
+    run_json_snippet,
+    run_round,
+    stats_row,
+)
+from torch import nn
 
-import fabric_core
 from fabric_core import Fabric
 
 PRECISIONS = ("32-true", "bf16-mixed")
-
-Step = Callable[[Tensor, Tensor], None]
-
-
-@dataclass
-class LoopStats:
-    """Step times of one loop, in microseconds."""
-
-    median_us: float
-    mean_us: float
-    p10_us: float
-    p90_us: float
-    steps: int
 
 
 @dataclass
@@ -95,125 +93,32 @@ class OverheadResult:
     environment: dict[str, Any] = field(default_factory=dict)
 
 
-def make_model(hidden: int, features: int, classes: int) -> nn.Module:
-    """Three linear layers with ReLUs: the 'small MLP' of the budget."""
-    return nn.Sequential(
-        nn.Linear(features, hidden),
-        nn.ReLU(),
-        nn.Linear(hidden, hidden),
-        nn.ReLU(),
-        nn.Linear(hidden, classes),
-    )
-
-
-def make_data(batches: int, batch: int, features: int, classes: int) -> list[tuple[Tensor, Tensor]]:
-    generator = torch.Generator().manual_seed(1234)
-    return [
-        (
-            torch.randn(batch, features, generator=generator),
-            torch.randint(0, classes, (batch,), generator=generator),
-        )
-        for _ in range(batches)
-    ]
-
-
-def make_optimizer(model: nn.Module, name: str) -> torch.optim.Optimizer:
-    if name == "adam":
-        return torch.optim.Adam(model.parameters(), lr=1e-3)
-    return torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
-
-
-def raw_step_fn(model: nn.Module, optimizer: torch.optim.Optimizer, precision: str) -> Step:
-    """The hand-written loop a user would write without Fabric."""
-    if precision == "bf16-mixed":
-
-        def mixed_step(x: Tensor, y: Tensor) -> None:
-            optimizer.zero_grad(set_to_none=True)
-            with torch.autocast("cpu", dtype=torch.bfloat16):
-                output = model(x)
-            loss = F.cross_entropy(output.float(), y)
-            loss.backward()  # type: ignore[no-untyped-call]
-            optimizer.step()
-
-        return mixed_step
-
-    def step(x: Tensor, y: Tensor) -> None:
-        optimizer.zero_grad(set_to_none=True)
-        output = model(x)
-        loss = F.cross_entropy(output, y)
-        loss.backward()  # type: ignore[no-untyped-call]
-        optimizer.step()
-
-    return step
-
-
-def fabric_step_fn(fabric: Fabric, model: nn.Module, optimizer: torch.optim.Optimizer) -> Step:
-    """The same loop through Fabric (the wrapped model and optimizer returned by ``fabric.setup``)."""
-
-    def step(x: Tensor, y: Tensor) -> None:
-        optimizer.zero_grad(set_to_none=True)
-        output = model(x)
-        loss = F.cross_entropy(output, y)
-        fabric.backward(loss)
-        optimizer.step()
-
-    return step
-
-
-def run_round(step: Step, data: list[tuple[Tensor, Tensor]], steps: int, start: int, out: list[float]) -> float:
-    """Run ``steps`` steps, append each step's time (µs) to ``out``; return the round's mean (µs)."""
-    clock = time.perf_counter_ns
-    count = len(data)
-    round_start = clock()
-    for index in range(start, start + steps):
-        x, y = data[index % count]
-        begin = clock()
-        step(x, y)
-        out.append((clock() - begin) / 1000.0)
-    return (clock() - round_start) / 1000.0 / steps
-
-
-def summarize(times: list[float]) -> LoopStats:
-    ordered = sorted(times)
-    deciles = statistics.quantiles(ordered, n=10)
-    return LoopStats(
-        median_us=statistics.median(ordered),
-        mean_us=statistics.fmean(ordered),
-        p10_us=deciles[0],
-        p90_us=deciles[-1],
-        steps=len(ordered),
-    )
-
-
-def equivalence_check(args: argparse.Namespace, base: nn.Module, data: list[tuple[Tensor, Tensor]]) -> float:
+def equivalence_check(args: argparse.Namespace, base: nn.Module, data: Batches) -> float:
     """Train a copy of ``base`` with each loop on the same batches; the largest parameter difference."""
     raw_model, user_model = copy.deepcopy(base), copy.deepcopy(base)
     raw_optimizer = make_optimizer(raw_model, args.optimizer)
     fabric = Fabric(accelerator="cpu", devices=1, precision=args.precision)
     fabric_model, fabric_optimizer = fabric.setup(user_model, make_optimizer(user_model, args.optimizer))
     scratch: list[float] = []
-    run_round(raw_step_fn(raw_model, raw_optimizer, args.precision), data, 20, 0, scratch)
-    run_round(fabric_step_fn(fabric, fabric_model, fabric_optimizer), data, 20, 0, scratch)
-    return max(
-        (a.detach() - b.detach()).abs().max().item()
-        for a, b in zip(raw_model.parameters(), user_model.parameters(), strict=True)
-    )
+    run_round(raw_step(raw_model, raw_optimizer, args.precision), data, 20, 0, scratch)
+    run_round(fabric_step(fabric, fabric_model, fabric_optimizer), data, 20, 0, scratch)
+    return max_parameter_difference(raw_model, user_model)
 
 
 def measure_overhead(args: argparse.Namespace) -> OverheadResult:
     torch.manual_seed(0)
     features, classes = args.hidden, 10
-    model = make_model(args.hidden, features, classes)
-    data = make_data(args.batches, args.batch, features, classes)
+    model = make_mlp(args.hidden, features, classes)
+    data = make_batches(args.batches, args.batch, features, classes)
     difference = equivalence_check(args, model, data)
 
     optimizer = make_optimizer(model, args.optimizer)
     fabric = Fabric(accelerator="cpu", devices=1, precision=args.precision)
     fabric_model, fabric_optimizer = fabric.setup(model, optimizer)
     loops: dict[str, Step] = {
-        "raw": raw_step_fn(model, optimizer, args.precision),
-        "fabric": fabric_step_fn(fabric, fabric_model, fabric_optimizer),
-        "raw-again": raw_step_fn(model, optimizer, args.precision),
+        "raw": raw_step(model, optimizer, args.precision),
+        "fabric": fabric_step(fabric, fabric_model, fabric_optimizer),
+        "raw-again": raw_step(model, optimizer, args.precision),
     }
 
     # Warm-up: allocator, autograd graph caches, optimizer state, branch predictors.
@@ -221,22 +126,8 @@ def measure_overhead(args: argparse.Namespace) -> OverheadResult:
     for step in loops.values():
         run_round(step, data, args.warmup, 0, scratch)
 
-    names = list(loops)
-    times: dict[str, list[float]] = {name: [] for name in names}
-    round_means: dict[str, list[float]] = {name: [] for name in names}
-    position = 0
-    for round_index in range(args.rounds):
-        # Rotate the order, so that no loop always runs right after the same other one.
-        shift = round_index % len(names)
-        for name in names[shift:] + names[:shift]:
-            round_means[name].append(run_round(loops[name], data, args.steps, position, times[name]))
-        position += args.steps
-
-    raw_stats = summarize(times["raw"])
-    fabric_stats = summarize(times["fabric"])
-    again_stats = summarize(times["raw-again"])
-    overhead = fabric_stats.median_us - raw_stats.median_us
-    pair_ratios = [f / r for f, r in zip(round_means["fabric"], round_means["raw"], strict=True)]
+    times = interleaved_rounds(loops, data, args.rounds, args.steps)
+    comparison = Comparison.of(times.wall)
     return OverheadResult(
         precision=args.precision,
         hidden=args.hidden,
@@ -246,14 +137,14 @@ def measure_overhead(args: argparse.Namespace) -> OverheadResult:
         rounds=args.rounds,
         warmup_steps=args.warmup,
         threads=torch.get_num_threads(),
-        raw=raw_stats,
-        fabric=fabric_stats,
-        raw_again=again_stats,
-        ratio_of_medians=fabric_stats.median_us / raw_stats.median_us,
-        overhead_us_per_step=overhead,
-        overhead_percent=100.0 * overhead / raw_stats.median_us,
-        paired_round_ratio_median=statistics.median(pair_ratios),
-        noise_floor_us=again_stats.median_us - raw_stats.median_us,
+        raw=comparison.raw,
+        fabric=comparison.fabric,
+        raw_again=comparison.raw_again,
+        ratio_of_medians=comparison.ratio_of_medians,
+        overhead_us_per_step=comparison.overhead_us_per_step,
+        overhead_percent=comparison.overhead_percent,
+        paired_round_ratio_median=times.paired_ratio_median(),
+        noise_floor_us=comparison.noise_floor_us,
         max_param_difference=difference,
     )
 
@@ -277,43 +168,34 @@ def measure_construction(runs: int) -> dict[str, float]:
     """Median times (ms) of the first ``Fabric(accelerator="cpu")`` in a fresh process, and of a second one."""
     samples: dict[str, list[float]] = {}
     for _ in range(runs):
-        completed = subprocess.run([sys.executable, "-c", _CONSTRUCT_SNIPPET], capture_output=True, text=True)
-        if completed.returncode != 0:
-            raise RuntimeError(f"timing Fabric() in a subprocess failed:\n{completed.stderr.strip()}")
-        values = json.loads(completed.stdout.strip().splitlines()[-1])
-        for key, seconds in values.items():
-            samples.setdefault(key, []).append(seconds * 1000.0)
+        _, values, _ = run_json_snippet(_CONSTRUCT_SNIPPET)
+        for key, milliseconds in values.items():
+            samples.setdefault(key, []).append(milliseconds)
     result = {f"{key}_ms": statistics.median(values) for key, values in samples.items()}
     result["runs"] = float(runs)
     return result
 
 
-def environment() -> dict[str, Any]:
-    return {
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "fabric_core": fabric_core.__version__,
-        "platform": platform.platform(),
-        "cpu_count": os.cpu_count(),
-    }
-
-
 def report(result: OverheadResult) -> str:
-    def row(name: str, stats: LoopStats) -> str:
-        return f"  {name:<10}{stats.median_us:>10.1f}{stats.mean_us:>10.1f}{stats.p10_us:>10.1f}{stats.p90_us:>10.1f}"
-
+    comparison = Comparison(
+        result.raw,
+        result.fabric,
+        result.raw_again,
+        result.ratio_of_medians,
+        result.overhead_us_per_step,
+        result.overhead_percent,
+        result.noise_floor_us,
+    )
     lines = [
         f"fabric-core per-step overhead  (precision={result.precision}, MLP hidden={result.hidden}, "
         f"batch={result.batch}, {result.optimizer}, torch threads={result.threads})",
         f"  {result.rounds} interleaved rounds x {result.steps_per_round} steps per loop, "
         f"{result.warmup_steps} warm-up steps per loop",
-        f"  {'loop':<10}{'median':>10}{'mean':>10}{'p10':>10}{'p90':>10}   (µs per step)",
-        row("raw", result.raw),
-        row("fabric", result.fabric),
-        row("raw-again", result.raw_again),
-        f"  ratio fabric/raw of medians: {result.ratio_of_medians:.4f}",
-        f"  overhead: {result.overhead_us_per_step:+.1f} µs per step ({result.overhead_percent:+.2f}%; budget < 1%)",
-        f"  noise floor (raw-again - raw): {result.noise_floor_us:+.1f} µs per step",
+        f"  {'loop':<10}{STATS_HEADER}   (µs per step)",
+        stats_row("raw", result.raw),
+        stats_row("fabric", result.fabric),
+        stats_row("raw-again", result.raw_again),
+        *ratio_lines(comparison, "< 1%"),
         f"  median of per-round ratios (fabric/raw): {result.paired_round_ratio_median:.4f}",
         f"  same work: max |raw - fabric| parameter difference after 20 steps: {result.max_param_difference:.3g}",
     ]
