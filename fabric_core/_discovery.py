@@ -40,6 +40,10 @@ class FabricPluginWarning(UserWarning):
     """An installed plugin was skipped (incompatible version, duplicate name, ...)."""
 
 
+#: What discovery can do with an entry point: :attr:`PluginRecord.status` is one of these.
+STATUSES: tuple[str, ...] = ("loaded", "disabled", "not-allowed", "blocked", "incompatible", "failed")
+
+
 @dataclass
 class PluginRecord:
     """What discovery did with one entry point.
@@ -98,7 +102,8 @@ class Discovery:
         ]
 
 
-_SWITCHES = ("FABRIC_DISABLE_PLUGIN_AUTOLOAD", "FABRIC_PLUGINS", "FABRIC_BLOCK_PLUGINS")
+#: The environment variables that steer discovery.
+SWITCHES: tuple[str, ...] = ("FABRIC_DISABLE_PLUGIN_AUTOLOAD", "FABRIC_PLUGINS", "FABRIC_BLOCK_PLUGINS")
 _cache: Discovery | None = None
 _cache_switches: tuple[str | None, ...] = ()
 _lock = threading.Lock()
@@ -111,7 +116,7 @@ def discover(refresh: bool = False) -> Discovery:
     one (a test, or a program that sets them after importing) runs discovery again.
     """
     global _cache, _cache_switches
-    switches = tuple(os.environ.get(name) for name in _SWITCHES)
+    switches = tuple(os.environ.get(name) for name in SWITCHES)
     with _lock:
         if _cache is None or refresh or switches != _cache_switches:
             _cache = _run_discovery()

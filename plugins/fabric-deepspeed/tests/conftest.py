@@ -56,15 +56,15 @@ class Run:
 
 @pytest.fixture(autouse=True)
 def _autoload_on(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    from fabric_core import _discovery
+    from fabric_core.discovery import reset
 
     for switch in SWITCHES:
         monkeypatch.delenv(switch, raising=False)
     for variable in ("FABRIC_DEEPSPEED_CONFIG_PATH", "PL_DEEPSPEED_CONFIG_PATH"):
         monkeypatch.delenv(variable, raising=False)
-    _discovery.reset()
+    reset()
     yield
-    _discovery.reset()
+    reset()
 
 
 @pytest.fixture

@@ -15,8 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from fabric_core._discovery import discover
-from fabric_core._lookup import lookup
+from fabric_core.discovery import discover, lookup
 
 from fabric_deepspeed import STRATEGIES
 
@@ -41,7 +40,7 @@ added = sorted(set(sys.modules) - before)
 assert all(name == "fabric_deepspeed" or name.startswith("fabric_core.") for name in added), added
 assert "deepspeed" not in sys.modules
 
-from fabric_core._discovery import discover
+from fabric_core.discovery import discover
 (record,) = discover().records_for("fabric-deepspeed")
 assert record.status == "loaded", record
 Fabric(accelerator="cpu", devices=1)  # a whole run's discovery and selection, without DeepSpeed
