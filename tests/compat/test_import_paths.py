@@ -219,20 +219,6 @@ def test_addon_name_resolves_to_the_addon_or_names_it(module: str, name: str, di
     assert name not in dir(importlib.import_module(module))  # listed only when it can be imported
 
 
-def test_deepspeed_names_are_fabric_deepspeeds_classes() -> None:
-    pytest.importorskip("fabric_deepspeed")
-    from fabric_deepspeed.precision import DeepSpeedPrecision as AddonPrecision
-    from fabric_deepspeed.strategy import DeepSpeedStrategy as AddonStrategy
-
-    from fabric_core.plugins import DeepSpeedPrecision
-    from fabric_core.plugins.precision import DeepSpeedPrecision as PrecisionFromSubpackage
-    from fabric_core.strategies import DeepSpeedStrategy, ParallelStrategy
-
-    assert DeepSpeedStrategy is AddonStrategy
-    assert DeepSpeedPrecision is PrecisionFromSubpackage is AddonPrecision
-    assert issubclass(DeepSpeedStrategy, ParallelStrategy)
-
-
 def _forget(monkeypatch: pytest.MonkeyPatch, module: ModuleType, name: str, package: str) -> None:
     """Make ``package`` look uninstalled and drop ``name`` cached on ``module``."""
     monkeypatch.delattr(module, name, raising=False)
