@@ -29,6 +29,7 @@ def fabric_register_accelerators(registry: Registry) -> None:
         description="Apple silicon GPUs through Metal",
         priority=10,
     )
+    registry.add_alias("gpu", ["cuda", "mps"], description="the first available of cuda and mps")
 
 
 _DDP = "fabric_core.strategies.ddp:DDPStrategy"
@@ -71,7 +72,9 @@ def fabric_register_strategies(registry: Registry) -> None:
     registry.add(
         "dp",
         "fabric_core.strategies.dp:DataParallelStrategy",
-        description="DataParallel over the GPUs of one process (falls back to ddp on CPU)",
+        description="DataParallel over the GPUs of one process (ddp on other accelerators)",
+        accelerators=["cuda"],
+        fallback="ddp",
     )
 
 

@@ -133,14 +133,15 @@ def _select_accelerator(flag: Any) -> Accelerator:
                 accelerator: Accelerator = entry.create()
                 return accelerator
         return lookup("accelerator", "cpu").create()  # type: ignore[no-any-return]
-    if name == "gpu":
-        registry = lookup_registry("accelerator")
-        for candidate in ("cuda", "mps"):
-            if candidate in registry and registry.get(candidate).load().is_available():
-                return registry.get(candidate).create()  # type: ignore[no-any-return]
+    registry = lookup_registry("accelerator")
+    if name in registry.aliases:  # "gpu": the first available of "cuda" and "mps"
+        for entry in registry.alias_targets(name):
+            if entry.load().is_available():
+                return entry.create()  # type: ignore[no-any-return]
+        targets = [target.upper() for target in registry.aliases[name].targets]
+        missing = f"neither {' nor '.join(targets)} is" if len(targets) > 1 else f"{targets[0]} is not"
         raise RuntimeError(
-            "accelerator='gpu' was requested, but neither CUDA nor MPS is available here. Use "
-            "accelerator='cpu' or 'auto'."
+            f"accelerator={flag!r} was requested, but {missing} available here. Use accelerator='cpu' or 'auto'."
         )
     entry = lookup("accelerator", name)
     accelerator = entry.create()
@@ -242,15 +243,17 @@ def select(
             processes = len(device_indices) * nodes
             name = "single_device" if processes == 1 else "ddp"
             context = f" (chosen by strategy='auto' for {len(device_indices)} device(s) on {nodes} node(s))"
-        if name == "dp" and selected_accelerator.name != "cuda":
-            # Lightning's rule: DataParallel is GPU-only; on other devices use DDP instead.
+        entry = lookup("strategy", name, context=context)
+        if entry.fallback is not None and selected_accelerator.name not in entry.accelerators:
+            # Registry data: "dp" runs on cuda only and falls back to "ddp" elsewhere, as in Lightning.
             warnings.warn(
-                f"strategy='dp' is not supported on accelerator={selected_accelerator.name!r}; using strategy='ddp'.",
+                f"strategy={name!r} is not supported on accelerator={selected_accelerator.name!r}; using "
+                f"strategy={entry.fallback!r}.",
                 UserWarning,
                 stacklevel=3,
             )
-            name = "ddp"
-        selected_strategy = lookup("strategy", name, context=context).create()
+            entry = lookup("strategy", entry.fallback, context=f" (the fallback of strategy={name!r})")
+        selected_strategy = entry.create()
     else:
         raise TypeError(f"strategy={strategy!r}: expected a name such as 'auto' or 'ddp', or a Strategy instance.")
 

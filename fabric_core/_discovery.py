@@ -1,57 +1,60 @@
 """Finding plugins: entry points of the ``fabric_core`` group, loaded once per process.
 
 Discovery is lazy (the first ``Fabric()`` or CLI call runs it, never ``import fabric_core``)
-and cached. Each entry point is loaded in isolation: an add-on that fails to import, whose
-``fabric-core`` requirement this core does not satisfy, or whose registration hook raises,
-is recorded with its reason and skipped; it only breaks a run that selects one of its names.
+and cached. Each entry point is loaded in isolation, on a plugin manager of its own that
+validates its hooks and calls its registration hooks into registries of its own: an add-on
+that fails to import, whose ``fabric-core`` requirement this core does not satisfy, or whose
+registration hook raises, is recorded with its reason and skipped; it only breaks a run that
+selects one of its names.
 
-Switches, read when discovery runs:
+Some add-ons are refused instead of loaded (status ``refused``): one that registers a name
+fabric-core itself provides (the core's name keeps working), and one whose entry-point
+module answers a single-owner hook that only the strategy may answer. The record's error
+says so and names ``FABRIC_BLOCK_PLUGINS=<name>``.
 
-* ``FABRIC_DISABLE_PLUGIN_AUTOLOAD=1``: load only fabric-core's own built-ins.
-* ``FABRIC_PLUGINS=dist-a,dist-b``: load only these distributions (and fabric-core).
-* ``FABRIC_BLOCK_PLUGINS=name,...``: skip these distributions or entry-point names.
+The switches (``FABRIC_DISABLE_PLUGIN_AUTOLOAD``, ``FABRIC_PLUGINS``,
+``FABRIC_BLOCK_PLUGINS``) are read and checked in :mod:`fabric_core._switches`. The public
+API is :mod:`fabric_core.discovery`.
 """
 
 from __future__ import annotations
 
 import importlib
 import importlib.metadata as metadata
-import operator
 import os
-import re
 import threading
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from types import ModuleType
 from typing import Any
 
-import pluggy
-
 from fabric_core import hookspecs
 from fabric_core._plugin_manager import FabricPluginManager
+from fabric_core._requirements import CORE_DISTRIBUTION, canonical, core_version, incompatibility
+from fabric_core._switches import BLOCK, SWITCHES, Switches
+from fabric_core.errors import FabricPluginWarning, PluginValidationError, ReservedNameError
 from fabric_core.registry import KINDS, Registry
 
+__all__ = ["CORE_DISTRIBUTION", "GROUP", "STATUSES", "SWITCHES", "Discovery", "PluginRecord", "discover", "reset"]
+
 GROUP = hookspecs.PROJECT_NAME
-CORE_DISTRIBUTION = "fabric-core"
 _BUILTINS_MODULE = "fabric_core._builtins"
 
-
-class FabricPluginWarning(UserWarning):
-    """An installed plugin was skipped (incompatible version, duplicate name, ...)."""
-
-
 #: What discovery can do with an entry point: :attr:`PluginRecord.status` is one of these.
-STATUSES: tuple[str, ...] = ("loaded", "disabled", "not-allowed", "blocked", "incompatible", "failed")
+STATUSES: tuple[str, ...] = ("loaded", "disabled", "not-allowed", "blocked", "incompatible", "refused", "failed")
 
 
 @dataclass
 class PluginRecord:
     """What discovery did with one entry point.
 
-    ``status`` is one of ``loaded``, ``disabled`` (autoload off), ``not-allowed`` (outside
-    ``FABRIC_PLUGINS``), ``blocked`` (``FABRIC_BLOCK_PLUGINS``), ``incompatible`` (its
-    ``fabric-core`` requirement is not met) or ``failed`` (loading or registering raised;
-    ``error`` holds the exception with its traceback).
+    ``status`` is one of :data:`STATUSES`: ``loaded``, ``disabled`` (autoload off),
+    ``not-allowed`` (outside ``FABRIC_PLUGINS``), ``blocked`` (``FABRIC_BLOCK_PLUGINS``),
+    ``incompatible`` (its ``fabric-core`` requirement is not met), ``refused`` (it breaks a
+    rule of the hook contract: it registers a name fabric-core provides, or answers a
+    single-owner hook) or ``failed`` (loading or registering raised). ``error`` holds the
+    exception of a refused or failed plugin, with its traceback.
     """
 
     distribution: str
@@ -65,7 +68,13 @@ class PluginRecord:
     hooks: list[str] = field(default_factory=list)
     module: ModuleType | None = field(default=None, repr=False)
 
+    @property
+    def plugin_name(self) -> str:
+        """The name its module is registered under on plugin managers (``"fabric-x:x"``)."""
+        return f"{self.distribution}:{self.entry_point}"
+
     def as_dict(self) -> dict[str, Any]:
+        """The record as JSON-ready data (``fabric plugins --json``)."""
         return {
             "distribution": self.distribution,
             "version": self.version,
@@ -86,24 +95,24 @@ class Discovery:
     records: list[PluginRecord]
 
     def registry(self, kind: str) -> Registry:
+        """The registry of ``kind`` (``"strategy"``, ...)."""
         return self.registries[kind]
 
     def records_for(self, distribution: str) -> list[PluginRecord]:
-        wanted = _canonical(distribution)
-        return [record for record in self.records if _canonical(record.distribution) == wanted]
+        """The records of ``distribution``'s entry points (any spelling of its name)."""
+        wanted = canonical(distribution)
+        return [record for record in self.records if canonical(record.distribution) == wanted]
 
     def runtime_plugins(self) -> list[tuple[str, ModuleType]]:
         """Loaded plugin modules that implement behaviour or event hooks (registered on every Fabric)."""
-        registration = set(hookspecs.REGISTRATION_HOOKS.values())
+        registration = set(hookspecs.REGISTRATION_HOOKS.values()) | {"fabric_register_commands"}
         return [
-            (f"{record.distribution}:{record.entry_point}", record.module)
+            (record.plugin_name, record.module)
             for record in self.records
             if record.module is not None and any(hook not in registration for hook in record.hooks)
         ]
 
 
-#: The environment variables that steer discovery.
-SWITCHES: tuple[str, ...] = ("FABRIC_DISABLE_PLUGIN_AUTOLOAD", "FABRIC_PLUGINS", "FABRIC_BLOCK_PLUGINS")
 _cache: Discovery | None = None
 _cache_switches: tuple[str | None, ...] = ()
 _lock = threading.Lock()
@@ -131,114 +140,6 @@ def reset() -> None:
         _cache = None
 
 
-def _canonical(name: str) -> str:
-    return name.lower().replace("_", "-").replace(".", "-")
-
-
-def _env_list(variable: str) -> list[str]:
-    return [item.strip() for item in os.environ.get(variable, "").split(",") if item.strip()]
-
-
-def _truthy(variable: str) -> bool:
-    return os.environ.get(variable, "").strip().lower() in {"1", "true", "yes", "on"}
-
-
-def _core_version() -> str:
-    from fabric_core import __version__
-
-    return __version__
-
-
-def _skip_reason(distribution: str, entry_name: str) -> tuple[str, str] | None:
-    """Why the switches skip this entry point, as ``(status, reason)``; ``None`` to load it."""
-    names = {_canonical(distribution), _canonical(entry_name)}
-    if _truthy("FABRIC_DISABLE_PLUGIN_AUTOLOAD"):
-        return "disabled", "FABRIC_DISABLE_PLUGIN_AUTOLOAD=1 is set; unset it to load add-ons"
-    allowed = _env_list("FABRIC_PLUGINS")
-    if allowed and not names & {_canonical(name) for name in allowed}:
-        return "not-allowed", f"not listed in FABRIC_PLUGINS={','.join(allowed)}; add {distribution} to it"
-    blocked = _env_list("FABRIC_BLOCK_PLUGINS")
-    if names & {_canonical(name) for name in blocked}:
-        return (
-            "blocked",
-            f"listed in FABRIC_BLOCK_PLUGINS={','.join(blocked)}; remove it from there to load it",
-        )
-    return None
-
-
-def _incompatibility(dist: metadata.Distribution) -> str | None:
-    """A message when ``dist`` declares a fabric-core requirement this core does not meet."""
-    from packaging.version import Version
-
-    core = Version(_core_version())
-    for line in dist.requires or []:
-        specifier = _core_specifier(line)
-        if specifier is None or _satisfies(core, specifier):
-            continue
-        name = dist.metadata["Name"]
-        return (
-            f"{name} {dist.version} requires fabric-core{specifier} but fabric-core "
-            f"{core} is installed; install a {name} release made for fabric-core {core}, "
-            f"or a fabric-core that matches {specifier}"
-        )
-    return None
-
-
-_REQUIREMENT = re.compile(r"\s*([A-Za-z0-9][A-Za-z0-9._-]*)\s*(?:\[[^\]]*\])?\s*\(?([^;)]*)\)?\s*(;.*)?$")
-_CLAUSE = re.compile(r"\s*(<=|>=|==|!=|<|>)\s*([0-9][0-9A-Za-z.+!-]*)\s*$")
-_COMPARE = {
-    ">=": operator.ge,
-    "<=": operator.le,
-    ">": operator.gt,
-    "<": operator.lt,
-    "==": operator.eq,
-    "!=": operator.ne,
-}
-
-
-def _core_specifier(line: str) -> str | None:
-    """The version specifier (``">=0.1,<1"``) of a requirement line on fabric-core; ``None`` for other lines.
-
-    Plain lines are read here; packaging's full requirement parser (whose specifier regex
-    takes ~100 ms to compile, most of a first ``Fabric()``) is only used for lines this
-    does not understand.
-    """
-    match = _REQUIREMENT.match(line)
-    if match is not None and _canonical(match.group(1)) != CORE_DISTRIBUTION:
-        return None
-    if match is None or match.group(3):
-        return _core_specifier_by_packaging(line)
-    # Written as packaging writes a SpecifierSet: clauses without spaces, sorted.
-    clauses = sorted(clause.replace(" ", "") for clause in match.group(2).split(",") if clause.strip())
-    return ",".join(clauses) or None
-
-
-def _core_specifier_by_packaging(line: str) -> str | None:
-    from packaging.requirements import InvalidRequirement, Requirement
-
-    try:
-        requirement = Requirement(line)
-    except InvalidRequirement:
-        return None
-    if _canonical(requirement.name) != CORE_DISTRIBUTION:
-        return None
-    if requirement.marker is not None and not requirement.marker.evaluate({"extra": ""}):
-        return None
-    return str(requirement.specifier) or None
-
-
-def _satisfies(version: Any, specifier: str) -> bool:
-    """Whether ``version`` meets ``specifier`` (pre-releases included, as for the core's own version)."""
-    from packaging.version import Version
-
-    clauses = [_CLAUSE.match(clause) for clause in specifier.split(",")]
-    if all(clauses):
-        return all(_COMPARE[clause.group(1)](version, Version(clause.group(2))) for clause in clauses if clause)
-    from packaging.specifiers import SpecifierSet  # wildcards, ~=, ===: the full rules
-
-    return SpecifierSet(specifier).contains(version, prereleases=True)
-
-
 def _entry_points() -> list[tuple[str, str, metadata.EntryPoint, metadata.Distribution | None]]:
     """``(distribution, version, entry point, dist)`` for the group, fabric-core's first."""
     found = []
@@ -247,47 +148,59 @@ def _entry_points() -> list[tuple[str, str, metadata.EntryPoint, metadata.Distri
         dist = entry_point.dist
         name = dist.metadata["Name"] if dist is not None else "unknown"
         version = dist.version if dist is not None else "unknown"
-        key = (_canonical(name), entry_point.name)
+        key = (canonical(name), entry_point.name)
         if key in seen:  # the same distribution visible twice on sys.path
             continue
         seen.add(key)
         found.append((name, version, entry_point, dist))
-    found.sort(key=lambda item: (_canonical(item[0]) != CORE_DISTRIBUTION, _canonical(item[0]), item[2].name))
+    found.sort(key=lambda item: (canonical(item[0]) != CORE_DISTRIBUTION, canonical(item[0]), item[2].name))
     return found
 
 
 def _run_discovery() -> Discovery:
-    manager = FabricPluginManager()
+    switches = Switches.read()
     registries = {kind: Registry(kind) for kind in KINDS}
     records: list[PluginRecord] = []
 
     entry_points = _entry_points()
-    if not any(_canonical(name) == CORE_DISTRIBUTION for name, *_ in entry_points):
+    switches.check_names((name, entry_point.name) for name, _, entry_point, _ in entry_points)
+    if not any(canonical(name) == CORE_DISTRIBUTION for name, *_ in entry_points):
         # Running from a source tree that was never installed: there is no metadata to
         # read, so load the built-ins module by its name, the same module the core's
         # entry point names.
-        record = PluginRecord(CORE_DISTRIBUTION, _core_version(), "builtins", _BUILTINS_MODULE)
-        _load(record, lambda: importlib.import_module(_BUILTINS_MODULE), manager, registries)
+        record = PluginRecord(CORE_DISTRIBUTION, core_version(), "builtins", _BUILTINS_MODULE)
+        _load(record, lambda: importlib.import_module(_BUILTINS_MODULE), registries)
         records.append(record)
 
     for name, version, entry_point, dist in entry_points:
         record = PluginRecord(name, version, entry_point.name, entry_point.value)
         records.append(record)
-        is_core = _canonical(name) == CORE_DISTRIBUTION
-        skip = None if is_core else _skip_reason(name, entry_point.name)
+        is_core = canonical(name) == CORE_DISTRIBUTION
+        skip = None if is_core else switches.skip_reason(name, entry_point.name)
         if skip is None and dist is not None and not is_core:
-            problem = _incompatibility(dist)
+            problem = incompatibility(dist)
             if problem is not None:
                 skip = ("incompatible", problem)
-                warnings.warn(f"Skipping plugin {name}: {problem}.", FabricPluginWarning, stacklevel=3)
+                warnings.warn(
+                    FabricPluginWarning(f"Skipping plugin {name}: {problem}.", distribution=name), stacklevel=3
+                )
         if skip is not None:
             record.status, record.reason = skip
             continue
-        _load(record, entry_point.load, manager, registries)
+        _load(record, entry_point.load, registries)
 
+    _note_conflicts(registries, records)
+    return Discovery(registries=registries, records=records)
+
+
+def _note_conflicts(registries: dict[str, Registry], records: list[PluginRecord]) -> None:
+    """Warn about names two add-ons registered, and note each on both records."""
     for registry in registries.values():
         for entry_name, entries in registry.conflicts.items():
-            warnings.warn(registry.conflict_message(entry_name), FabricPluginWarning, stacklevel=3)
+            warnings.warn(
+                FabricPluginWarning(registry.conflict_message(entry_name), distribution=entries[-1].distribution),
+                stacklevel=4,
+            )
             for entry in entries:
                 others = " and ".join(e.distribution for e in entries if e.distribution != entry.distribution)
                 for record in records:
@@ -298,62 +211,100 @@ def _run_discovery() -> Discovery:
                         record.reason = (record.reason + "; " if record.reason else "") + (
                             f"{registry.kind} {entry_name!r} conflicts with {others}"
                         )
-    return Discovery(registries=registries, records=records)
 
 
-def _load(
-    record: PluginRecord,
-    loader: Any,
-    manager: pluggy.PluginManager,
-    registries: dict[str, Registry],
-) -> None:
-    """Import one entry point, register it, and run its registration hooks into ``registries``.
+def _load(record: PluginRecord, loader: Callable[[], Any], registries: dict[str, Registry]) -> None:
+    """Import one entry point, validate it, and run its registration hooks into ``registries``.
 
-    Entries go into scratch registries first, so a plugin whose hook raises half-way
-    leaves nothing behind.
+    Entries go into registries of the plugin's own first, so a plugin whose hook raises
+    half-way, or that breaks a rule, leaves nothing behind.
     """
-    plugin_name = f"{record.distribution}:{record.entry_point}"
-    module = None
     try:
         module = loader()
-        manager.register(module, name=plugin_name)
-        manager.check_pending()
-        record.hooks = sorted(
-            caller.name for caller in manager.get_hookcallers(module) or [] if caller.name.startswith("fabric_")
-        )
-        scratch = {kind: Registry(kind) for kind in KINDS}
+        manager = FabricPluginManager()
+        manager.register(module, name=record.plugin_name)  # unknown hooks or arguments raise here
+        record.hooks = manager.hook_names(module)
+        is_core = canonical(record.distribution) == CORE_DISTRIBUTION
+        if not is_core:
+            _check_single_owner_hooks(record, manager)
+        own = {kind: Registry(kind, distribution=record.distribution) for kind in KINDS}
         for kind, hook_name in hookspecs.REGISTRATION_HOOKS.items():
-            scratch[kind]._bind(record.distribution)
-            for impl in getattr(manager.hook, hook_name).get_hookimpls():
-                if impl.plugin is module:
-                    impl.function(*[{"registry": scratch[kind]}[arg] for arg in impl.argnames])
-        # Two entry points of one distribution giving the same name would make the merge
-        # below raise outside this try, breaking discovery for everyone: fail this one instead.
-        for kind, registry in scratch.items():
-            for entry in registry:
-                if entry.name in registries[kind] and registries[kind].get(entry.name).distribution == (
-                    record.distribution
-                ):
-                    raise ValueError(
-                        f"{kind} {entry.name!r} is registered twice by {record.distribution} (by two of its "
-                        "entry points); register each name from one entry point only."
-                    )
+            getattr(manager.hook, hook_name)(registry=own[kind])
+        for kind, registry in own.items():
+            _check_names(record, registry, registries[kind], is_core)
     except Exception as err:
-        if module is not None and manager.is_registered(module):
-            manager.unregister(module)
-        record.status = "failed"
+        refused = record.status == "refused"  # set by the checks of the contract's rules just before raising
+        record.status = "refused" if refused else "failed"
         record.error = err
-        record.reason = f"{type(err).__name__}: {err}"
+        record.reason = str(err) if refused else f"{type(err).__name__}: {err}"
+        what = "was refused" if refused else "failed to load and was skipped"
         warnings.warn(
-            f"Plugin {record.distribution} (entry point {record.entry_point} = {record.value}) failed to load "
-            f"and was skipped: {record.reason}",
-            FabricPluginWarning,
+            FabricPluginWarning(
+                f"Plugin {record.distribution} (entry point {record.entry_point} = {record.value}) {what}: "
+                f"{record.reason}",
+                distribution=record.distribution,
+            ),
             stacklevel=4,
         )
         return
     record.module = module
-    for kind, registry in scratch.items():
-        for entry in registry:
-            registries[kind]._insert(entry)
+    for kind, registry in own.items():
+        registries[kind].merge(registry)
         if len(registry):
             record.provides[KINDS[kind]] = registry.names()
+
+
+def _block_hint(record: PluginRecord) -> str:
+    return (
+        f"Block it with {BLOCK}={record.distribution} (or its entry-point name {record.entry_point}) to silence this, "
+        f"and report it to the authors of {record.distribution}"
+    )
+
+
+def _check_single_owner_hooks(record: PluginRecord, manager: FabricPluginManager) -> None:
+    """Refuse an entry-point module that answers a hook only the active strategy may answer."""
+    for hook_name in hookspecs.SINGLE_OWNER_HOOKS:
+        for impl in getattr(manager.hook, hook_name).get_hookimpls():
+            if not (impl.wrapper or impl.hookwrapper):
+                record.status = "refused"
+                raise PluginValidationError(
+                    f"{record.distribution} implements {hook_name} without wrapper=True, but only the active "
+                    "strategy may answer it (single-owner rule), so every Fabric would refuse to start with it; "
+                    f"it was not loaded. {_block_hint(record)}: the hook must be @hookimpl(wrapper=True).",
+                    plugin=impl.plugin,
+                    plugin_name=record.plugin_name,
+                    hook=hook_name,
+                )
+
+
+def _check_names(record: PluginRecord, own: Registry, registry: Registry, is_core: bool) -> None:
+    """Refuse names fabric-core already has, and names that would make :meth:`Registry.merge` raise."""
+    kind = own.kind
+    for name in [*own.names(), *own.aliases]:
+        existing = registry.get(name) if name in registry else registry.aliases.get(name)
+        if existing is None:
+            if name in registry.conflicts and name in own.aliases:
+                raise ValueError(f"{kind} alias {name!r} is already registered by two distributions.")
+            continue
+        if canonical(existing.distribution) == CORE_DISTRIBUTION and not is_core:
+            record.status = "refused"
+            raise ReservedNameError(
+                f"{record.distribution} registers {kind} {name!r}, a name fabric-core provides; built-in names "
+                f"cannot be replaced, so fabric-core's {name!r} stays and {record.distribution} was not loaded. "
+                f"{_block_hint(record)}: an add-on must register names of its own.",
+                kind=kind,
+                name=name,
+                distribution=record.distribution,
+            )
+        if existing.distribution == record.distribution:
+            # Two entry points of one distribution giving the same name: fail this one
+            # instead of letting the merge raise outside the isolation of _load.
+            raise ValueError(
+                f"{kind} {name!r} is registered twice by {record.distribution} (by two of its entry points); "
+                "register each name from one entry point only."
+            )
+        if name in own.aliases or name in registry.aliases:
+            raise ValueError(
+                f"{kind} {name!r} of {record.distribution} clashes with {existing.distribution}'s {name!r} "
+                "(one of them is an alias); choose another name."
+            )

@@ -16,11 +16,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from fabric_core.errors import AddonNotInstalledError
+
 __all__ = ["AddonName", "AddonNotInstalledError", "lazy_attributes"]
-
-
-class AddonNotInstalledError(ImportError):
-    """A Lightning name whose backend is provided by an add-on that is not installed."""
 
 
 @dataclass(frozen=True)
@@ -77,7 +75,9 @@ def _resolve_addon(owner: str, name: str, addon: AddonName) -> Any:
         return _resolve(addon.target)
     except ModuleNotFoundError as err:
         if err.name is not None and err.name.split(".")[0] == addon.package:
-            raise AddonNotInstalledError(addon.missing_message(owner, name), name=name) from None
+            raise AddonNotInstalledError(
+                addon.missing_message(owner, name), name=name, distribution=addon.distribution
+            ) from None
         raise ImportError(
             f"{owner}.{name} comes from the add-on {addon.distribution}, which is installed but failed to import: "
             f"{type(err).__name__}: {err}. Reinstall {addon.distribution} and the packages it needs."

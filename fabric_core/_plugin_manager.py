@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 import pluggy
 
 from fabric_core import hookspecs
+from fabric_core.errors import PluginValidationError
 
 if TYPE_CHECKING:
     from torch import Tensor
@@ -25,16 +26,14 @@ if TYPE_CHECKING:
     from fabric_core.fabric import Fabric
 
 
-class PluginValidationError(TypeError):
-    """A plugin object implements a hook wrongly (unknown name, bad signature, two owners)."""
-
-
 class FabricPluginManager(pluggy.PluginManager):
     """pluggy's manager for project ``fabric_core``.
 
     Any callable attribute named ``fabric_*`` counts as a hook implementation, marked with
     ``@hookimpl`` or not (as pytest does for ``pytest_*``), so that a misspelled hook on a
-    plain object is caught by :meth:`check_pending` instead of silently never running.
+    plain object is refused instead of silently never running. :meth:`register` compares
+    each such attribute with the hookspecs' names and arguments and raises a
+    :class:`~fabric_core.errors.PluginValidationError` naming the plugin and the hook.
     """
 
     def __init__(self) -> None:
@@ -63,18 +62,17 @@ class FabricPluginManager(pluggy.PluginManager):
             }
         return opts
 
-    def check_pending(self) -> None:
-        """Raise :class:`PluginValidationError` naming the plugin and the closest real hook."""
-        try:
-            super().check_pending()
-        except pluggy.PluginValidationError as err:
-            raise PluginValidationError(self._explain(err)) from err
-
     def register(self, plugin: object, name: str | None = None) -> str | None:
+        """Register ``plugin`` after checking its ``fabric_*`` attributes against the hookspecs."""
+        self._validate(plugin, name)
         try:
             registered = super().register(plugin, name)
-        except pluggy.PluginValidationError as err:
-            raise PluginValidationError(self._explain(err)) from err
+        except pluggy.PluginValidationError as err:  # what _validate does not check (wrapper rules)
+            raise PluginValidationError(
+                f"Plugin {name or plugin!r} does not fit the fabric-core hook contract: {err}",
+                plugin=plugin,
+                plugin_name=name,
+            ) from err
         for listener in self.listeners:
             listener()
         return registered
@@ -85,22 +83,63 @@ class FabricPluginManager(pluggy.PluginManager):
             listener()
         return removed
 
-    def _explain(self, err: pluggy.PluginValidationError) -> str:
-        message = str(err)
-        known = [name for name in dir(hookspecs) if name.startswith("fabric_")]
-        for word in message.replace("'", " ").replace('"', " ").split():
-            if word.startswith("fabric_") and word not in known:
-                close = difflib.get_close_matches(word, known, n=1)
+    def check_pending(self) -> None:
+        """Nothing is ever pending: :meth:`register` refuses a hook without a spec."""
+        try:
+            super().check_pending()
+        except pluggy.PluginValidationError as err:
+            raise PluginValidationError(str(err), plugin=err.plugin) from err
+
+    def hook_names(self, plugin: object) -> list[str]:
+        """The hooks ``plugin`` implements, sorted."""
+        return sorted(caller.name for caller in self.get_hookcallers(plugin) or [])
+
+    def _validate(self, plugin: object, name: str | None) -> None:
+        label = repr(name) if name else repr(plugin)
+        for attribute in dir(plugin):
+            opts = self.parse_hookimpl_opts(plugin, attribute)
+            if opts is None:
+                continue
+            hook = opts.get("specname") or attribute
+            caller = getattr(self.hook, hook, None)
+            if caller is None or caller.spec is None:
+                if opts.get("optionalhook"):
+                    continue
+                close = difflib.get_close_matches(hook, SPEC_NAMES, n=1)
                 hint = f" Did you mean {close[0]!r}?" if close else ""
-                return (
-                    f"Plugin {err.plugin!r} implements {word!r}, which is not a fabric-core hook.{hint} "
-                    "Hook names are listed in fabric_core.hookspecs and docs/reference/hooks.md."
+                raise PluginValidationError(
+                    f"Plugin {label} implements {hook!r}, which is not a fabric-core hook.{hint} "
+                    "Hook names are listed in fabric_core.hookspecs and docs/reference/hooks.md.",
+                    plugin=plugin,
+                    plugin_name=name,
+                    hook=hook,
                 )
-        return f"Plugin {err.plugin!r} does not fit the fabric-core hook contract: {message}"
+            impl = pluggy.HookImpl(plugin, name or "", getattr(plugin, attribute), opts)
+            unknown = [arg for arg in impl.argnames if arg not in caller.spec.argnames]
+            if unknown:
+                raise PluginValidationError(
+                    f"Plugin {label} implements {hook} with argument(s) {', '.join(unknown)}, which the hook does "
+                    f"not have; it is called with {', '.join(caller.spec.argnames)} (take any of them, by name).",
+                    plugin=plugin,
+                    plugin_name=name,
+                    hook=hook,
+                )
+
+
+#: Every hook name of the contract (the functions of :mod:`fabric_core.hookspecs` marked as specs).
+SPEC_NAMES: tuple[str, ...] = tuple(
+    name for name in dir(hookspecs) if hasattr(getattr(hookspecs, name), f"{hookspecs.PROJECT_NAME}_spec")
+)
 
 
 def _is_wrapper(impl: pluggy.HookImpl) -> bool:
     return bool(impl.wrapper or impl.hookwrapper)
+
+
+def _sole_owner(caller: pluggy.HookCaller) -> pluggy.HookImpl | None:
+    """The one implementation of ``caller`` when there is exactly one and it is no wrapper."""
+    impls = caller.get_hookimpls()
+    return impls[0] if len(impls) == 1 and not _is_wrapper(impls[0]) else None
 
 
 class FabricHooks:
@@ -109,38 +148,22 @@ class FabricHooks:
     :param fabric: passed to every hook as ``fabric``.
     """
 
-    #: event hooks checked on every step; the facade remembers which have implementations
-    _EVENT_HOOKS = (
-        "fabric_on_before_backward",
-        "fabric_on_after_backward",
-        "fabric_on_before_optimizer_step",
-        "fabric_on_after_optimizer_step",
-    )
-
     def __init__(self, fabric: Fabric) -> None:
         self.fabric = fabric
         #: optimizer steps taken through this Fabric (the ``step`` of the library's log lines)
         self.steps = 0
         self.manager = FabricPluginManager()
         self._hook = self.manager.hook
-        self._active: dict[str, bool] = {}
-        self._direct_backward: Callable[..., Any] | None = None
-        self._direct_step: Callable[..., Any] | None = None
-        self.manager.listeners.append(self._refresh)
-        self._refresh()
+        self.manager.listeners.append(self._plan_step_calls)
+        self._plan_step_calls()
 
     # -- registration ----------------------------------------------------------------
 
     def register(self, plugin: object, name: str | None = None) -> None:
-        """Register ``plugin`` and validate it: known hook names only."""
+        """Register ``plugin`` and validate it: known hook names and arguments only."""
         if self.manager.is_registered(plugin):
             return
         self.manager.register(plugin, name)
-        try:
-            self.manager.check_pending()
-        except PluginValidationError:
-            self.manager.unregister(plugin)
-            raise
 
     def unregister(self, plugin: object) -> None:
         if self.manager.is_registered(plugin):
@@ -155,41 +178,53 @@ class FabricHooks:
                 raise PluginValidationError(
                     f"{hook_name} is implemented by {names}, but only the strategy may answer it. "
                     f"Make the other implementation a wrapper with @hookimpl(wrapper=True), or pass it as "
-                    "the strategy."
+                    "the strategy.",
+                    plugin=owners[-1].plugin,
+                    plugin_name=owners[-1].plugin_name,
+                    hook=hook_name,
                 )
 
-    def _refresh(self) -> None:
-        self._active = {name: bool(getattr(self._hook, name).get_hookimpls()) for name in self._EVENT_HOOKS}
-        # When the strategy alone answers backward/step (no wrappers), call it directly:
-        # entering pluggy costs about a microsecond per call, on every training step.
-        self._direct_backward = self._sole_owner("fabric_backward", ("tensor", "module", "args", "kwargs"))
-        self._direct_step = self._sole_owner("fabric_optimizer_step", ("optimizer", "kwargs"))
-        self._bind_fast_paths()
-        self._before_backward = self._active["fabric_on_before_backward"]
-        self._after_backward = self._active["fabric_on_after_backward"]
-        self._before_step = self._active["fabric_on_before_optimizer_step"]
-        self._after_step = self._active["fabric_on_after_optimizer_step"]
+    # -- the fast path -------------------------------------------------------------------
 
-    def _sole_owner(self, hook_name: str, argnames: tuple[str, ...]) -> Callable[..., Any] | None:
-        impls = getattr(self._hook, hook_name).get_hookimpls()
-        if len(impls) == 1 and not _is_wrapper(impls[0]) and tuple(impls[0].argnames) == argnames:
-            function: Callable[..., Any] = impls[0].function
-            return function
-        return None
+    def _plan_step_calls(self) -> None:
+        """Decide how the per-step hooks are called; the facade's whole fast path is here.
 
-    def _bind_fast_paths(self) -> None:
+        Runs after every register/unregister. Entering pluggy costs about a microsecond per
+        call, on every training step, so:
+
+        * an event hook around backward or the optimizer step that nobody implements is not
+          called at all;
+        * when the strategy alone answers ``fabric_backward`` or ``fabric_optimizer_step``
+          (no wrappers), it is called directly; the base ``Strategy``'s implementations only
+          unpack their arguments, so for them ``Strategy.backward``/``optimizer_step`` is.
+
+        Anything else (a wrapper, an implementation with other arguments) goes through pluggy.
+        """
         from fabric_core.strategies.strategy import Strategy
 
-        backward, step = self._direct_backward, self._direct_step
-        # The base Strategy's implementations only unpack their arguments; skip that frame.
-        if getattr(backward, "__func__", None) is Strategy.fabric_backward:
-            strategy_backward = backward.__self__.backward  # type: ignore[union-attr]
+        hook = self._hook
+        self._before_backward = bool(hook.fabric_on_before_backward.get_hookimpls())
+        self._after_backward = bool(hook.fabric_on_after_backward.get_hookimpls())
+        self._before_step = bool(hook.fabric_on_before_optimizer_step.get_hookimpls())
+        self._after_step = bool(hook.fabric_on_after_optimizer_step.get_hookimpls())
+
+        self._direct_backward: Callable[..., Any] | None = None
+        owner = _sole_owner(hook.fabric_backward)
+        if owner is not None and getattr(owner.function, "__func__", None) is Strategy.fabric_backward:
+            strategy_backward = owner.plugin.backward  # type: ignore[attr-defined]
             self._direct_backward = lambda tensor, module, args, kwargs: strategy_backward(
                 tensor, module, *args, **kwargs
             )
-        if getattr(step, "__func__", None) is Strategy.fabric_optimizer_step:
-            strategy_step = step.__self__.optimizer_step  # type: ignore[union-attr]
+        elif owner is not None and tuple(owner.argnames) == ("tensor", "module", "args", "kwargs"):
+            self._direct_backward = owner.function
+
+        self._direct_step: Callable[..., Any] | None = None
+        owner = _sole_owner(hook.fabric_optimizer_step)
+        if owner is not None and getattr(owner.function, "__func__", None) is Strategy.fabric_optimizer_step:
+            strategy_step = owner.plugin.optimizer_step  # type: ignore[attr-defined]
             self._direct_step = lambda optimizer, kwargs: strategy_step(optimizer, **kwargs)
+        elif owner is not None and tuple(owner.argnames) == ("optimizer", "kwargs"):
+            self._direct_step = owner.function
 
     # -- behaviour hooks ---------------------------------------------------------------
 

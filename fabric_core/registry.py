@@ -1,12 +1,24 @@
-"""Named registries that registration hooks fill: one per kind of component."""
+"""Named registries that registration hooks fill: one per kind of component.
+
+A registration hook (``fabric_register_strategies(registry)``, ...) gets a
+:class:`Registry` and calls :meth:`Registry.add` for each name, and :meth:`Registry.add_alias`
+for a name that stands for others (``accelerator="gpu"``: the first available of
+``"cuda"`` and ``"mps"``). Discovery gives each plugin a registry of its own
+(``Registry(kind, distribution=...)``), then merges it into the process-wide one with
+:meth:`Registry.merge`, which records a name registered by two distributions as a conflict.
+"""
 
 from __future__ import annotations
 
 import difflib
 import importlib
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
+
+from fabric_core.errors import DuplicateNameError
+
+__all__ = ["KINDS", "Alias", "DuplicateNameError", "Entry", "Registry"]
 
 #: The kinds of component a registry can hold, with their plural for messages.
 KINDS: dict[str, str] = {
@@ -33,6 +45,9 @@ class Entry:
     :param distribution: the distribution that registered it (``fabric-core``, ...).
     :param priority: order in automatic choices (``accelerator="auto"``, environment
         detection); higher goes first. ``None`` keeps the entry out of automatic choices.
+    :param accelerators: for a strategy, the accelerators it runs on (empty: any).
+    :param fallback: for a strategy limited to some ``accelerators``, the name used instead
+        (with a warning) on any other accelerator, as Lightning runs ``ddp`` for ``dp`` on a CPU.
     """
 
     name: str
@@ -42,6 +57,8 @@ class Entry:
     description: str = ""
     distribution: str = "unknown"
     priority: int | None = None
+    accelerators: tuple[str, ...] = ()
+    fallback: str | None = None
 
     def load(self) -> Any:
         """Return the factory, importing it first when it was registered as a string."""
@@ -65,8 +82,25 @@ class Entry:
         return self.load()(**{**self.init_params, **overrides})
 
 
-class DuplicateNameError(ValueError):
-    """Two distributions registered the same name for the same kind."""
+@dataclass(frozen=True)
+class Alias:
+    """A name that stands for other names of the same registry, tried in order.
+
+    ``accelerator="gpu"`` is an alias of ``("cuda", "mps")``: the first of them that is
+    registered and available on this machine is used.
+
+    :param name: what users pass.
+    :param kind: one of :data:`KINDS`.
+    :param targets: the names it stands for, in order of preference.
+    :param description: one line shown by ``fabric plugins``.
+    :param distribution: the distribution that registered it.
+    """
+
+    name: str
+    kind: str
+    targets: tuple[str, ...]
+    description: str = ""
+    distribution: str = "unknown"
 
 
 class Registry:
@@ -74,16 +108,21 @@ class Registry:
 
     A registration hook receives a registry and calls :meth:`add`. Lookups are by name;
     the same name from two distributions is recorded as a conflict and raises a
-    :class:`DuplicateNameError` naming both when it is selected.
+    :class:`~fabric_core.errors.DuplicateNameError` naming both when it is selected.
+
+    :param kind: one of :data:`KINDS`.
+    :param distribution: recorded as :attr:`Entry.distribution` of every name :meth:`add`
+        registers (discovery passes the plugin's distribution).
     """
 
-    def __init__(self, kind: str) -> None:
+    def __init__(self, kind: str, *, distribution: str = "unknown") -> None:
         if kind not in KINDS:
             raise ValueError(f"Unknown registry kind {kind!r}; expected one of {sorted(KINDS)}.")
         self.kind = kind
+        self.distribution = distribution
         self._entries: dict[str, Entry] = {}
+        self._aliases: dict[str, Alias] = {}
         self._conflicts: dict[str, list[Entry]] = {}
-        self._current_distribution = "unknown"
 
     def add(
         self,
@@ -93,6 +132,8 @@ class Registry:
         init_params: Mapping[str, Any] | None = None,
         description: str = "",
         priority: int | None = None,
+        accelerators: Sequence[str] = (),
+        fallback: str | None = None,
     ) -> None:
         """Register ``name``.
 
@@ -100,6 +141,8 @@ class Registry:
         :param init_params: keyword arguments the factory gets for this name.
         :param description: a one-line description for listings.
         :param priority: position in automatic selection (higher first); ``None`` for none.
+        :param accelerators: for a strategy, the accelerators it runs on (default: any).
+        :param fallback: for a strategy with ``accelerators``, the name to use instead on others.
         """
         if not isinstance(name, str) or not name:
             raise TypeError(f"A {self.kind} name must be a non-empty string, got {name!r}.")
@@ -108,19 +151,50 @@ class Registry:
                 f"{self.kind} {name!r}: the factory must be a class, a callable or a 'module:Class' "
                 f"string, got {factory!r}."
             )
+        if fallback is not None and not accelerators:
+            raise ValueError(
+                f"{self.kind} {name!r}: fallback={fallback!r} needs accelerators=(...), the accelerators "
+                f"{name!r} runs on; on the others {fallback!r} is used instead."
+            )
         entry = Entry(
             name=name,
             kind=self.kind,
             factory=factory,
             init_params=dict(init_params or {}),
             description=description,
-            distribution=self._current_distribution,
+            distribution=self.distribution,
             priority=priority,
+            accelerators=tuple(accelerators),
+            fallback=fallback,
         )
         self._insert(entry)
 
+    def add_alias(self, name: str, targets: Sequence[str], *, description: str = "") -> None:
+        """Register ``name`` as standing for ``targets``, tried in order (the first registered
+        and, for an accelerator, available one is used)."""
+        if not isinstance(name, str) or not name:
+            raise TypeError(f"A {self.kind} alias must be a non-empty string, got {name!r}.")
+        if isinstance(targets, str) or not targets:
+            raise TypeError(f"{self.kind} alias {name!r}: targets must be a non-empty list of names, got {targets!r}.")
+        self._insert_alias(Alias(name, self.kind, tuple(targets), description, self.distribution))
+
+    def merge(self, other: Registry) -> None:
+        """Add every entry and alias of ``other`` (the registry one plugin filled), keeping
+        their distribution; a name another distribution registered already becomes a conflict."""
+        if other.kind != self.kind:
+            raise ValueError(f"Cannot merge a {other.kind} registry into a {self.kind} registry.")
+        for entry in other:
+            self._insert(entry)
+        for alias in other.aliases.values():
+            self._insert_alias(alias)
+
     def _insert(self, entry: Entry) -> None:
         name = entry.name
+        if name in self._aliases:
+            raise ValueError(
+                f"{self.kind} {name!r} from {entry.distribution} is already an alias registered by "
+                f"{self._aliases[name].distribution}; choose another name."
+            )
         if name in self._conflicts:
             self._conflicts[name].append(entry)
             return
@@ -132,13 +206,29 @@ class Registry:
             return
         self._entries[name] = entry
 
+    def _insert_alias(self, alias: Alias) -> None:
+        owner = self._entries.get(alias.name) or self._aliases.get(alias.name)
+        if owner is not None or alias.name in self._conflicts:
+            by = owner.distribution if owner is not None else "two distributions"
+            raise ValueError(
+                f"{self.kind} alias {alias.name!r} from {alias.distribution}: the name is already registered by "
+                f"{by}; choose another name."
+            )
+        self._aliases[alias.name] = alias
+
     def get(self, name: str) -> Entry:
         """Return the entry for ``name``; :class:`KeyError` when absent, a conflict error when doubled."""
         if name in self._conflicts:
-            raise DuplicateNameError(self.conflict_message(name))
+            raise DuplicateNameError(
+                self.conflict_message(name),
+                kind=self.kind,
+                name=name,
+                distributions=tuple(entry.distribution for entry in self._conflicts[name]),
+            )
         return self._entries[name]
 
     def conflict_message(self, name: str) -> str:
+        """The message for a name two distributions registered."""
         dists = " and ".join(entry.distribution for entry in self._conflicts[name])
         return (
             f"{self.kind} {name!r} is registered by both {dists}, so fabric-core cannot tell which one "
@@ -147,7 +237,17 @@ class Registry:
 
     @property
     def conflicts(self) -> dict[str, list[Entry]]:
+        """Names registered by more than one distribution, with every registration."""
         return dict(self._conflicts)
+
+    @property
+    def aliases(self) -> dict[str, Alias]:
+        """The registered aliases by name."""
+        return dict(self._aliases)
+
+    def alias_targets(self, name: str) -> list[Entry]:
+        """The registered entries that alias ``name`` stands for, in its order."""
+        return [self._entries[target] for target in self._aliases[name].targets if target in self._entries]
 
     def __contains__(self, name: object) -> bool:
         return name in self._entries
@@ -159,6 +259,7 @@ class Registry:
         return len(self._entries)
 
     def names(self) -> list[str]:
+        """The registered names (aliases not included), sorted."""
         return sorted(self._entries)
 
     def by_priority(self) -> list[Entry]:
@@ -167,14 +268,9 @@ class Registry:
         return sorted(ranked, key=lambda entry: -(entry.priority or 0))
 
     def suggest(self, name: str) -> list[str]:
-        """Registered names close to ``name``, best first."""
-        return difflib.get_close_matches(name, list(self._entries), n=3, cutoff=0.6)
+        """Registered names (and aliases) close to ``name``, best first."""
+        return difflib.get_close_matches(name, [*self._entries, *self._aliases], n=3, cutoff=0.6)
 
     def describe_available(self) -> str:
         """``'a' (dist), 'b' (dist)`` for error messages."""
         return ", ".join(f"{e.name!r} ({e.distribution})" for e in sorted(self, key=lambda e: e.name)) or "none"
-
-    def _bind(self, distribution: str) -> None:
-        # Discovery sets this before calling a plugin's registration hook, so that each
-        # entry records the distribution that added it without plugins passing it.
-        self._current_distribution = distribution

@@ -19,8 +19,8 @@ from typing import Any
 import pytest
 
 from fabric_core import __version__
-from fabric_core._discovery import PluginRecord, discover, reset
 from fabric_core.cli import main
+from fabric_core.discovery import PluginRecord, discover, reset
 from tests._fake_dist import FakeSite, broken_plugin, strategy_plugin
 
 #: fabric-core provides at least these (it grows; the listing is compared with discovery itself)

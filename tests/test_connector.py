@@ -11,8 +11,8 @@ from torch import Tensor, nn
 
 from fabric_core import Fabric
 from fabric_core._connector import normalize_precision, select
-from fabric_core._plugin_manager import PluginValidationError
 from fabric_core.accelerators import CPUAccelerator
+from fabric_core.errors import PluginValidationError
 from fabric_core.hookspecs import hookimpl
 from fabric_core.precision import DoublePrecision, HalfPrecision, MixedPrecision, Precision
 from fabric_core.strategies import SingleDeviceStrategy
@@ -182,10 +182,15 @@ def test_a_misspelled_hook_is_refused_with_a_suggestion() -> None:
     with pytest.raises(PluginValidationError) as raised:
         Fabric(plugins=[plugin])
     assert str(raised.value) == (
-        f"Plugin {plugin!r} implements 'fabric_backwards', which is not a fabric-core hook. Did you mean "
+        "Plugin 'plugin-0:_Misspelled' implements 'fabric_backwards', which is not a fabric-core hook. Did you mean "
         "'fabric_backward'? Hook names are listed in fabric_core.hookspecs and docs/reference/hooks.md."
     )
     assert isinstance(raised.value, TypeError)
+    assert (raised.value.plugin, raised.value.plugin_name, raised.value.hook) == (
+        plugin,
+        "plugin-0:_Misspelled",
+        "fabric_backwards",
+    )
 
 
 class _SecondOwner:
@@ -202,6 +207,7 @@ def test_a_second_owner_of_a_single_owner_hook_is_refused() -> None:
         "(_SecondOwner), but only the strategy may answer it. Make the other implementation a wrapper with "
         "@hookimpl(wrapper=True), or pass it as the strategy."
     )
+    assert (raised.value.plugin_name, raised.value.hook) == ("plugin-0:_SecondOwner", "fabric_backward")
 
 
 class _BackwardTimer:

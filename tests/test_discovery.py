@@ -21,10 +21,14 @@ import torch
 from torch import nn
 
 from fabric_core import Fabric
-from fabric_core._discovery import Discovery, FabricPluginWarning, PluginRecord, discover, reset
-from fabric_core._lookup import PluginNotAvailableError
-from fabric_core._plugin_manager import PluginValidationError
-from fabric_core.registry import DuplicateNameError
+from fabric_core.discovery import Discovery, PluginRecord, discover, reset
+from fabric_core.errors import (
+    DuplicateNameError,
+    FabricPluginWarning,
+    PluginNotAvailableError,
+    PluginValidationError,
+    ReservedNameError,
+)
 from fabric_core.strategies import SingleDeviceStrategy
 from tests._fake_dist import EMPTY_PLUGIN, FakeSite, broken_plugin, strategy_plugin
 
@@ -420,12 +424,38 @@ def test_one_distribution_giving_a_name_from_two_entry_points_fails_only_the_sec
 
 
 def test_an_addon_cannot_take_over_a_core_name(site: FakeSite, monkeypatch: pytest.MonkeyPatch) -> None:
-    site.add("fabric-squatter", modules={"fake_squatter_plugin": strategy_plugin("single_device", "x.y:Z")})
+    site.add(
+        "fabric-squatter",
+        modules={
+            "fake_squatter_plugin": """
+                from fabric_core.hookspecs import hookimpl
+
+
+                @hookimpl
+                def fabric_register_strategies(registry):
+                    registry.add("squat", "fabric_core.strategies.single_device:SingleDeviceStrategy")
+                    registry.add("single_device", "x.y:Z")
+                """
+        },
+    )
     monkeypatch.setenv("FABRIC_PLUGINS", "fabric-squatter")
-    with pytest.warns(FabricPluginWarning, match="registered by both fabric-core and fabric-squatter"):
-        discover()
-    with pytest.raises(DuplicateNameError, match="both fabric-core and fabric-squatter"):
-        Fabric(strategy="single_device")
+    with pytest.warns(FabricPluginWarning, match="was refused: fabric-squatter registers strategy 'single_device'"):
+        found = discover()
+    record = _record(found, "fabric-squatter")
+    assert record.status == "refused"
+    assert isinstance(record.error, ReservedNameError)
+    assert (record.error.kind, record.error.name, record.error.distribution) == (
+        "strategy",
+        "single_device",
+        "fabric-squatter",
+    )
+    assert "FABRIC_BLOCK_PLUGINS=fabric-squatter" in record.reason
+    # The core's name keeps working, from the core.
+    assert found.registry("strategy").get("single_device").distribution == "fabric-core"
+    assert isinstance(Fabric(strategy="single_device").strategy, SingleDeviceStrategy)
+    # The add-on is not half loaded: its other names are refused with it, naming why.
+    with pytest.raises(PluginNotAvailableError, match=r"fabric-squatter \(refused: fabric-squatter registers"):
+        Fabric(strategy="squat")
 
 
 # -- a third-party strategy, end to end --------------------------------------------------------
@@ -739,7 +769,7 @@ print(json.dumps({"before": before, "after": after}))
     ],
 )
 def test_core_requirement_lines_are_read_without_packaging_where_plain(line: str, specifier: str | None) -> None:
-    from fabric_core._discovery import _core_specifier
+    from fabric_core._requirements import core_specifier as _core_specifier
 
     assert _core_specifier(line) == specifier
 
@@ -748,7 +778,7 @@ def test_core_version_checks_match_packagings_rules() -> None:
     from packaging.specifiers import SpecifierSet
     from packaging.version import Version
 
-    from fabric_core._discovery import _satisfies
+    from fabric_core._requirements import satisfies as _satisfies
 
     for version in ("0.1.0", "0.2.0rc1", "1.0", "0.0.9"):
         for specifier in (">=0.1,<1", ">0.1", "<=0.1", "==0.1.0", "!=0.1.0", "==0.1.*", "~=0.1", ">=0.2.0rc1"):

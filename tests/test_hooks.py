@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from fabric_core import Fabric, hookimpl
-from fabric_core._plugin_manager import PluginValidationError
+from fabric_core.errors import PluginValidationError
 
 
 class Tracer:

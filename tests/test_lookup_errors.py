@@ -16,8 +16,8 @@ from typing import Any
 import pytest
 
 from fabric_core import Fabric, __version__
-from fabric_core._discovery import FabricPluginWarning, discover
-from fabric_core._lookup import PluginNotAvailableError, lookup
+from fabric_core.discovery import discover, lookup
+from fabric_core.errors import FabricPluginWarning, PluginNotAvailableError
 from fabric_core.registry import KINDS, Entry
 from tests._fake_dist import FakeSite, broken_plugin
 
