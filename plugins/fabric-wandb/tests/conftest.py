@@ -1,0 +1,260 @@
+"""Shared setup for fabric-wandb's tests.
+
+These tests run with plugin autoload **on**: they test the add-on as users get it, found
+through its entry point. fabric-core's own suite switches autoload off per test, which does
+not reach here; in case a switch leaks in from the environment, every test here clears
+them, and subprocesses get an environment without them.
+
+Nothing reaches the network or the home directory: W&B runs offline (``WANDB_MODE=offline``),
+and its run folders, settings, caches and artifact staging all live under the test's
+temporary folder.
+
+What a run logged is read back from the run's own transaction log, the ``run-<id>.wandb``
+file that ``wandb sync`` uploads, through the ``run_file`` fixture (:class:`RunFile`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import struct
+import subprocess
+import sys
+import textwrap
+import time
+import zlib
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+#: Switches of fabric-core's discovery; none may be set for these tests.
+SWITCHES = ("FABRIC_DISABLE_PLUGIN_AUTOLOAD", "FABRIC_PLUGINS", "FABRIC_BLOCK_PLUGINS")
+#: Variables a launcher or an earlier run may leave behind, which would change a child's role.
+_RUN_VARIABLES = ("LOCAL_RANK", "RANK", "WORLD_SIZE", "LOCAL_WORLD_SIZE", "MASTER_PORT", "MASTER_ADDR", "NODE_RANK")
+
+
+def wandb_environment(home: Path) -> dict[str, str]:
+    """W&B offline and quiet, with every folder it writes to under ``home``."""
+    return {
+        "WANDB_MODE": "offline",
+        "WANDB_SILENT": "true",
+        "WANDB_CONSOLE": "off",  # no capture of the test's own stdout into the run
+        "WANDB_DISABLE_GIT": "true",
+        "WANDB_DIR": str(home / "runs"),
+        "WANDB_CONFIG_DIR": str(home / "config"),
+        "WANDB_CACHE_DIR": str(home / "cache"),
+        "WANDB_DATA_DIR": str(home / "data"),
+        "WANDB_ARTIFACT_DIR": str(home / "artifacts"),
+    }
+
+
+def clean_environment(home: Path, **overrides: str) -> dict[str, str]:
+    """This process's environment without fabric-core's switches and run variables, W&B sandboxed in ``home``.
+
+    ``OMP_NUM_THREADS=1``: two ranks on two cores; more threads each only contend.
+    """
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if key not in SWITCHES
+        and key not in _RUN_VARIABLES
+        and not key.startswith("FABRIC_")
+        and not key.startswith("WANDB_")  # a service token or settings of this process
+    }
+    env.setdefault("OMP_NUM_THREADS", "1")
+    env.update(wandb_environment(home))
+    env.update(overrides)
+    return env
+
+
+@dataclass
+class Run:
+    returncode: int
+    output: str
+
+    def check(self) -> str:
+        assert self.returncode == 0, self.output
+        return self.output
+
+
+@pytest.fixture(scope="session")
+def _wandb_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One W&B home per session: W&B reads its settings once per process, at its first run."""
+    return tmp_path_factory.mktemp("wandb-home")
+
+
+@pytest.fixture(autouse=True)
+def _autoload_on(monkeypatch: pytest.MonkeyPatch, _wandb_home: Path, tmp_path: Path) -> Iterator[None]:
+    from fabric_core import _discovery
+    from fabric_core.utilities.rank_zero import rank_zero_only
+
+    for switch in SWITCHES:
+        monkeypatch.delenv(switch, raising=False)
+    for key, value in wandb_environment(_wandb_home).items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.setenv("WANDB_DIR", str(tmp_path))  # read by WandbLogger itself, so per test
+    monkeypatch.delenv("WANDB_PROJECT", raising=False)
+    # A Fabric of an earlier test may have set another rank; these tests run as rank 0.
+    monkeypatch.setattr(rank_zero_only, "rank", 0)
+    _discovery.reset()
+    yield
+    _discovery.reset()
+    _finish_leftover_run()
+
+
+def _finish_leftover_run() -> None:
+    """A test that left a run open (one given as ``experiment=``) must not hand it to the next test."""
+    wandb = sys.modules.get("wandb")
+    if wandb is not None and wandb.run is not None:
+        wandb.run.finish()
+
+
+@pytest.fixture
+def clean_env(tmp_path: Path) -> Callable[..., dict[str, str]]:
+    """:func:`clean_environment` with W&B's folders under ``tmp_path/wandb-home``, for tests that start processes."""
+    return lambda **overrides: clean_environment(tmp_path / "wandb-home", **overrides)
+
+
+@pytest.fixture
+def run_script(tmp_path: Path, clean_env: Callable[..., dict[str, str]]) -> Callable[..., Run]:
+    """Write ``source`` to ``tmp_path/script.py`` and run it in ``tmp_path``; stdout and stderr together."""
+
+    def run(source: str, *args: str, timeout: float = 240, env: dict[str, str] | None = None) -> Run:
+        script = tmp_path / "script.py"
+        script.write_text(textwrap.dedent(source))
+        result = subprocess.run(
+            [sys.executable, str(script), *args],
+            cwd=tmp_path,
+            env=clean_env(**(env or {})),
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+        return Run(result.returncode, result.stdout + result.stderr)
+
+    return run
+
+
+# -- reading a run back ------------------------------------------------------------------------
+
+#: The transaction log's framing: LevelDB's log format (32 KiB blocks, records split across
+#: them) behind a 7-byte header, each piece with a CRC-32 of its type and data.
+_HEADER = struct.Struct("<4sHB")
+_PIECE = struct.Struct("<IHB")
+_BLOCK = 32 * 1024
+_FULL, _FIRST, _MIDDLE, _LAST = 1, 2, 3, 4
+
+
+def read_records(path: str | Path) -> list[Any]:
+    """Every record of a ``run-<id>.wandb`` file, as W&B's own protobuf ``Record`` messages."""
+    from wandb.proto.wandb_internal_pb2 import Record
+
+    data = Path(path).read_bytes()
+    ident, magic, version = _HEADER.unpack_from(data)
+    assert (ident, magic, version) == (b":W&B", 0xBEE1, 0), f"{path} is not a W&B transaction log"
+    records, pending, position = [], b"", _HEADER.size
+    while position + _PIECE.size <= len(data):
+        if _BLOCK - position % _BLOCK < _PIECE.size:  # a block's tail too short for a header is padding
+            position += _BLOCK - position % _BLOCK
+            continue
+        checksum, length, kind = _PIECE.unpack_from(data, position)
+        piece = data[position + _PIECE.size : position + _PIECE.size + length]
+        if len(piece) < length:  # the tail of a file still being written
+            break
+        position += _PIECE.size + length
+        if kind == 0 and length == 0:  # zero fill at the end of a block
+            continue
+        assert zlib.crc32(piece, zlib.crc32(bytes([kind]))) == checksum, f"{path}: a damaged record at {position}"
+        pending = piece if kind in (_FULL, _FIRST) else pending + piece
+        if kind in (_FULL, _LAST):
+            records.append(Record.FromString(pending))
+    return records
+
+
+def _keys(item: Any) -> list[str]:
+    """An item's key path: ``["loss"]``, or ``["samples", "captions"]`` for a value W&B split up."""
+    return [item.key] if item.key else list(item.nested_key)
+
+
+def _nest(items: Any) -> dict[str, Any]:
+    """Items of a history, config or summary record as one dict, nested where their keys are."""
+    result: dict[str, Any] = {}
+    for item in items:
+        *parents, last = _keys(item)
+        target = result
+        for parent in parents:
+            target = target.setdefault(parent, {})
+        target[last] = json.loads(item.value_json)
+    return result
+
+
+class RunFile:
+    """One W&B run as its transaction log holds it: history rows, config, exit code, artifacts.
+
+    W&B's service process writes the file, and closes it a moment after ``run.finish()``
+    returned (at the latest when the process exits). Reading waits, up to ``wait`` seconds,
+    for the record of the run's end; a run that never finished is read as it is then.
+    """
+
+    def __init__(self, folder: str | Path, wait: float = 60.0) -> None:
+        self.folder = Path(folder)
+        (self.path,) = self.folder.glob("run-*.wandb")
+        deadline = time.monotonic() + wait
+        self.records = read_records(self.path)
+        while not self.of_type("exit") and time.monotonic() < deadline:
+            time.sleep(0.05)
+            self.records = read_records(self.path)
+
+    def of_type(self, kind: str) -> list[Any]:
+        return [getattr(record, kind) for record in self.records if record.WhichOneof("record_type") == kind]
+
+    def run(self) -> Any:
+        (run,) = self.of_type("run")
+        return run
+
+    def history(self) -> list[dict[str, Any]]:
+        """Each ``log`` call's row, W&B's own keys (``_step``, ``_runtime``, ``_timestamp``) left out."""
+        rows = []
+        for history in self.of_type("history"):
+            rows.append({key: value for key, value in _nest(history.item).items() if not key.startswith("_")})
+        return rows
+
+    def metric(self, name: str) -> list[tuple[int | None, Any]]:
+        """``(trainer/global_step, value)`` of every row that holds ``name``, in the order logged."""
+        return [(row.get("trainer/global_step"), row[name]) for row in self.history() if name in row]
+
+    def config(self) -> dict[str, Any]:
+        """The run's config: its start values, then every update (W&B's own ``_wandb`` key left out)."""
+        config: dict[str, Any] = {}
+        for record in [self.run().config, *self.of_type("config")]:
+            config.update(_nest(record.update))
+        config.pop("_wandb", None)
+        return config
+
+    def exit_code(self) -> int | None:
+        """The exit code the run finished with, or ``None`` when it never finished."""
+        exits = self.of_type("exit")
+        return exits[-1].exit_code if exits else None
+
+    def artifacts(self, type: str = "model") -> list[Any]:
+        return [artifact for artifact in self.of_type("artifact") if artifact.type == type]
+
+
+def find_run_folders(save_dir: str | Path) -> list[Path]:
+    """The run folders W&B made under ``save_dir`` (``save_dir/wandb/offline-run-<time>-<id>``)."""
+    return sorted(path for path in Path(save_dir, "wandb").glob("*run-*") if path.is_dir())
+
+
+@pytest.fixture
+def run_folders() -> Callable[[str | Path], list[Path]]:
+    """``run_folders(save_dir)``: the run folders under ``save_dir`` (see :func:`find_run_folders`)."""
+    return find_run_folders
+
+
+@pytest.fixture
+def run_file() -> Callable[[str | Path], RunFile]:
+    """``run_file(folder)``: the run in ``folder`` (see :class:`RunFile`)."""
+    return RunFile
