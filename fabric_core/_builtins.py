@@ -7,6 +7,7 @@ selected, which keeps discovery cheap.
 
 from __future__ import annotations
 
+from fabric_core.commands import Commands
 from fabric_core.hookspecs import hookimpl
 from fabric_core.registry import Registry
 
@@ -160,4 +161,14 @@ def fabric_register_callbacks(registry: Registry) -> None:
         "loss_spike",
         "fabric_core.callbacks.loss_spike:LossSpikeDetector",
         description="warns when the loss jumps above 5 x its recent median or is not finite",
+    )
+
+
+@hookimpl
+def fabric_register_commands(commands: Commands) -> None:
+    commands.add_checkpoint_format(
+        "sharded",
+        detect="fabric_core.strategies.sharded_checkpoint:is_sharded_checkpoint",
+        consolidate="fabric_core.cli:consolidate_sharded",
+        description="a torch.distributed.checkpoint directory (fabric.save with fsdp or model_parallel)",
     )

@@ -33,6 +33,7 @@ from fabric_core import hookspecs
 from fabric_core._plugin_manager import FabricPluginManager
 from fabric_core._requirements import CORE_DISTRIBUTION, canonical, core_version, incompatibility
 from fabric_core._switches import BLOCK, SWITCHES, Switches
+from fabric_core.commands import CORE_COMMANDS, Commands
 from fabric_core.errors import FabricPluginWarning, PluginValidationError, ReservedNameError
 from fabric_core.registry import KINDS, Registry
 
@@ -89,10 +90,12 @@ class PluginRecord:
 
 @dataclass
 class Discovery:
-    """The cached result: one registry per kind, and a record per entry point."""
+    """The cached result: one registry per kind, a record per entry point, and the
+    ``fabric`` subcommands and checkpoint formats plugins added."""
 
     registries: dict[str, Registry]
     records: list[PluginRecord]
+    commands: Commands = field(default_factory=Commands)
 
     def registry(self, kind: str) -> Registry:
         """The registry of ``kind`` (``"strategy"``, ...)."""
@@ -160,6 +163,7 @@ def _entry_points() -> list[tuple[str, str, metadata.EntryPoint, metadata.Distri
 def _run_discovery() -> Discovery:
     switches = Switches.read()
     registries = {kind: Registry(kind) for kind in KINDS}
+    commands = Commands()
     records: list[PluginRecord] = []
 
     entry_points = _entry_points()
@@ -169,7 +173,7 @@ def _run_discovery() -> Discovery:
         # read, so load the built-ins module by its name, the same module the core's
         # entry point names.
         record = PluginRecord(CORE_DISTRIBUTION, core_version(), "builtins", _BUILTINS_MODULE)
-        _load(record, lambda: importlib.import_module(_BUILTINS_MODULE), registries)
+        _load(record, lambda: importlib.import_module(_BUILTINS_MODULE), registries, commands)
         records.append(record)
 
     for name, version, entry_point, dist in entry_points:
@@ -187,10 +191,10 @@ def _run_discovery() -> Discovery:
         if skip is not None:
             record.status, record.reason = skip
             continue
-        _load(record, entry_point.load, registries)
+        _load(record, entry_point.load, registries, commands)
 
     _note_conflicts(registries, records)
-    return Discovery(registries=registries, records=records)
+    return Discovery(registries=registries, records=records, commands=commands)
 
 
 def _note_conflicts(registries: dict[str, Registry], records: list[PluginRecord]) -> None:
@@ -213,7 +217,7 @@ def _note_conflicts(registries: dict[str, Registry], records: list[PluginRecord]
                         )
 
 
-def _load(record: PluginRecord, loader: Callable[[], Any], registries: dict[str, Registry]) -> None:
+def _load(record: PluginRecord, loader: Callable[[], Any], registries: dict[str, Registry], commands: Commands) -> None:
     """Import one entry point, validate it, and run its registration hooks into ``registries``.
 
     Entries go into registries of the plugin's own first, so a plugin whose hook raises
@@ -232,6 +236,9 @@ def _load(record: PluginRecord, loader: Callable[[], Any], registries: dict[str,
             getattr(manager.hook, hook_name)(registry=own[kind])
         for kind, registry in own.items():
             _check_names(record, registry, registries[kind], is_core)
+        own_commands = Commands(distribution=record.distribution)
+        manager.hook.fabric_register_commands(commands=own_commands)
+        _check_commands(record, own_commands, commands)
     except Exception as err:
         refused = record.status == "refused"  # set by the checks of the contract's rules just before raising
         record.status = "refused" if refused else "failed"
@@ -252,6 +259,9 @@ def _load(record: PluginRecord, loader: Callable[[], Any], registries: dict[str,
         registries[kind].merge(registry)
         if len(registry):
             record.provides[KINDS[kind]] = registry.names()
+    commands.merge(own_commands)
+    if own_commands.names():
+        record.provides["commands"] = own_commands.names()
 
 
 def _block_hint(record: PluginRecord) -> str:
@@ -308,3 +318,21 @@ def _check_names(record: PluginRecord, own: Registry, registry: Registry, is_cor
                 f"{kind} {name!r} of {record.distribution} clashes with {existing.distribution}'s {name!r} "
                 "(one of them is an alias); choose another name."
             )
+
+
+def _check_commands(record: PluginRecord, own: Commands, commands: Commands) -> None:
+    """Refuse a ``fabric`` command name the core has; fail one another plugin took first."""
+    for what, name, owner in commands.clashes(own):
+        if owner == CORE_DISTRIBUTION or name in CORE_COMMANDS:
+            record.status = "refused"
+            raise ReservedNameError(
+                f"{record.distribution} adds the {what} {name!r}, which fabric-core's own `fabric` command has; "
+                f"it was not loaded. {_block_hint(record)}: an add-on must use names of its own.",
+                kind=what,
+                name=name,
+                distribution=record.distribution,
+            )
+        raise ValueError(
+            f"{record.distribution} adds the {what} {name!r}, which {owner} added first. Uninstall one of them, "
+            f"or block one with FABRIC_BLOCK_PLUGINS=<distribution>."
+        )

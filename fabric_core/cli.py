@@ -1,5 +1,7 @@
 """The ``fabric`` command: ``fabric plugins`` lists what is installed; ``fabric run`` launches a script;
-``fabric consolidate`` merges a sharded checkpoint; ``fabric doctor`` prints what a bug report needs.
+``fabric consolidate`` turns a checkpoint directory into one file; ``fabric doctor`` prints what a bug
+report needs. Plugins add subcommands, and checkpoint layouts for ``fabric consolidate``, through the
+``fabric_register_commands`` hook (:mod:`fabric_core.commands`).
 
 ``fabric run``'s checks and launching live in :mod:`fabric_core._run`.
 """
@@ -10,11 +12,12 @@ import argparse
 import json
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 
 def _plugins(args: argparse.Namespace) -> int:
-    from fabric_core._discovery import discover
+    from fabric_core.discovery import discover
 
     if args.requirements:
         from fabric_core._doctor import requirements
@@ -48,7 +51,11 @@ def _plugins(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The ``fabric`` parser: the core's subcommands, then those plugins added (running discovery)."""
     from fabric_core import __version__
+    from fabric_core.discovery import discover
+
+    plugin_commands = discover().commands
 
     parser = argparse.ArgumentParser(prog="fabric", description="fabric-core command line.")
     parser.add_argument("--version", action="version", version=f"fabric-core {__version__}")
@@ -70,11 +77,12 @@ def build_parser() -> argparse.ArgumentParser:
     doctor.add_argument("--json", action="store_true", help="print JSON for machines")
     doctor.set_defaults(handler=_doctor)
     _add_run_parser(commands)
+    formats = "; ".join(f"{f.name} ({f.distribution}): {f.description}" for f in plugin_commands.formats.values())
     consolidate = commands.add_parser(
         "consolidate",
-        help="turn a sharded checkpoint directory into one file",
-        description="Turn a sharded checkpoint directory (fabric.save with FSDP or model_parallel) into one file "
-        "that plain torch.load(path, weights_only=True) reads. Needs no processes or GPUs.",
+        help="turn a checkpoint directory into one file",
+        description="Turn a checkpoint directory that fabric.save wrote into one file that plain "
+        f"torch.load(path, weights_only=True) reads. Needs no processes or GPUs. Layouts known: {formats or 'none'}.",
     )
     consolidate.add_argument("directory", help="the checkpoint directory fabric.save wrote")
     consolidate.add_argument("-o", "--output", help="the file to write (default: DIRECTORY.consolidated.pt)")
@@ -85,6 +93,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="unpickle any Python object in the checkpoint (runs its code: only for a directory you trust)",
     )
     consolidate.set_defaults(handler=_consolidate)
+    problems = plugin_commands.add_format_arguments(consolidate) + plugin_commands.add_to(commands)
+    for problem in problems:
+        print(f"fabric: warning: {problem}", file=sys.stderr)
     return parser
 
 
@@ -101,26 +112,43 @@ def _doctor(args: argparse.Namespace) -> int:
 
 
 def _consolidate(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
-    from fabric_core.checkpoint_io import CheckpointError, UnsafeCheckpointError
-    from fabric_core.strategies.sharded_checkpoint import consolidate
+    """Hand the directory to the first checkpoint format that recognises it."""
+    from fabric_core.commands import resolve
+    from fabric_core.discovery import discover
+    from fabric_core.errors import CheckpointError, UnsafeCheckpointError
 
     directory = Path(args.directory)
     output = Path(args.output) if args.output else directory.with_name(directory.name + ".consolidated.pt")
-    try:
-        consolidate(directory, output, weights_only=args.weights_only)
-    except UnsafeCheckpointError as err:
-        print(
-            f"fabric consolidate: error: {err} Here: `fabric consolidate --no-weights-only {args.directory}`.",
-            file=sys.stderr,
+    formats = discover().commands
+    checkpoint_format = formats.detect(directory)
+    if checkpoint_format is None:
+        kinds = " nor a ".join(f"{name} checkpoint directory" for name in formats.formats) or "checkpoint directory"
+        known = "; ".join(f"{f.name} ({f.distribution}): {f.description}" for f in formats.formats.values())
+        return _consolidate_error(
+            f"{str(directory)!r} is not a {kinds}. Point `fabric consolidate` to the directory fabric.save wrote. "
+            f"Layouts known: {known or 'none'}; an add-on's layout needs the add-on installed and loaded "
+            "(see `fabric plugins`)."
         )
-        return 2
-    except (FileNotFoundError, CheckpointError) as err:
-        print(f"fabric consolidate: error: {err}", file=sys.stderr)
-        return 2
-    print(f"wrote {output}")
+    try:
+        print(resolve(checkpoint_format.consolidate)(directory, output, args))
+    except UnsafeCheckpointError as err:
+        return _consolidate_error(f"{err} Here: `fabric consolidate --no-weights-only {args.directory}`.")
+    except (OSError, ValueError, CheckpointError) as err:
+        return _consolidate_error(str(err))
     return 0
+
+
+def _consolidate_error(message: str) -> int:
+    print(f"fabric consolidate: error: {message}", file=sys.stderr)
+    return 2
+
+
+def consolidate_sharded(directory: Path, output: Path, args: argparse.Namespace) -> str:
+    """fabric-core's own checkpoint format: a ``torch.distributed.checkpoint`` directory (FSDP, model_parallel)."""
+    from fabric_core.strategies.sharded_checkpoint import consolidate
+
+    consolidate(directory, output, weights_only=args.weights_only)
+    return f"wrote {output}"
 
 
 _RUN_USAGE = """\

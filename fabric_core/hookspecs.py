@@ -3,15 +3,21 @@
 Every hook is named ``fabric_*`` and belongs to the pluggy project ``fabric_core``; the
 entry-point group that add-ons declare is the same name. Hooks come in three families:
 
-* **Registration hooks** (``fabric_register_*``) run once per process during discovery, on
-  the process-wide discovery manager. Each receives a :class:`~fabric_core.registry.Registry`
-  to add named entries to.
+* **Registration hooks** (``fabric_register_*``) run once per process during discovery,
+  each plugin on a plugin manager of its own. Each receives a
+  :class:`~fabric_core.registry.Registry` (or, for ``fabric_register_commands``, a
+  :class:`~fabric_core.commands.Commands`) to add named entries to.
 * **Behaviour hooks** are the seams of a training run and run on each ``Fabric``'s own
   plugin manager. For the single-owner ones (setup, backward, step, checkpoint) exactly one
   non-wrapper implementation may exist: the active strategy. Any other plugin may wrap them
   with ``@hookimpl(wrapper=True)``. ``fabric_log`` is broadcast to every logger.
 * **Event hooks** (``fabric_on_*``) notify callbacks; they are broadcast and their return
   values are ignored.
+
+Every docstring has the same shape: what the hook is for, its ``:param:``s, then five
+fields, ``When:``, ``How often:``, ``Call:`` (broadcast or firstresult), ``Returns:`` and
+``Owner:``. docs/reference/hooks.md shows the same fields for each hook, and
+``tests/test_hookspecs.py`` fails when the two drift apart.
 
 Implementations may accept any subset of a hook's arguments, as usual with pluggy.
 """
@@ -30,6 +36,7 @@ if TYPE_CHECKING:
     from torch.nn import Module
     from torch.optim import Optimizer
 
+    from fabric_core.commands import Commands
     from fabric_core.fabric import Fabric
     from fabric_core.registry import Registry
 
@@ -49,8 +56,11 @@ def fabric_register_accelerators(registry: Registry) -> None:
 
     :param registry: call ``registry.add(name, factory, ...)`` for each accelerator.
 
-    Called once per process during discovery, for every loaded plugin; broadcast; the
-    return value is ignored. Must not import the accelerator's backend.
+    When: during discovery, on the first ``Fabric()`` or ``fabric`` command of the process.
+    How often: once per process, for each loaded plugin.
+    Call: broadcast.
+    Returns: nothing; the return value is ignored.
+    Owner: any number of implementations (one per plugin).
     """
 
 
@@ -61,7 +71,11 @@ def fabric_register_strategies(registry: Registry) -> None:
     :param registry: call ``registry.add(name, factory, init_params=...)`` for each name;
         one factory may serve several names with different ``init_params``.
 
-    Called once per process during discovery; broadcast; the return value is ignored.
+    When: during discovery.
+    How often: once per process, for each loaded plugin.
+    Call: broadcast.
+    Returns: nothing; the return value is ignored.
+    Owner: any number of implementations (one per plugin).
     """
 
 
@@ -69,7 +83,11 @@ def fabric_register_strategies(registry: Registry) -> None:
 def fabric_register_precisions(registry: Registry) -> None:
     """Add precision plugins (``"32-true"``, ``"bf16-mixed"``, ...) to ``registry``.
 
-    Called once per process during discovery; broadcast; the return value is ignored.
+    When: during discovery.
+    How often: once per process, for each loaded plugin.
+    Call: broadcast.
+    Returns: nothing; the return value is ignored.
+    Owner: any number of implementations (one per plugin).
     """
 
 
@@ -80,7 +98,11 @@ def fabric_register_environments(registry: Registry) -> None:
     An environment class takes part in automatic detection through its ``detect()``
     class method, in the order of the entries' ``priority`` (higher first).
 
-    Called once per process during discovery; broadcast; the return value is ignored.
+    When: during discovery.
+    How often: once per process, for each loaded plugin.
+    Call: broadcast.
+    Returns: nothing; the return value is ignored.
+    Owner: any number of implementations (one per plugin).
     """
 
 
@@ -88,7 +110,11 @@ def fabric_register_environments(registry: Registry) -> None:
 def fabric_register_loggers(registry: Registry) -> None:
     """Add metric loggers (``"csv"``, ``"tensorboard"``, ...) selectable by name.
 
-    Called once per process during discovery; broadcast; the return value is ignored.
+    When: during discovery.
+    How often: once per process, for each loaded plugin.
+    Call: broadcast.
+    Returns: nothing; the return value is ignored.
+    Owner: any number of implementations (one per plugin).
     """
 
 
@@ -96,7 +122,27 @@ def fabric_register_loggers(registry: Registry) -> None:
 def fabric_register_callbacks(registry: Registry) -> None:
     """Add callbacks selectable by name in ``Fabric(callbacks=["name"])``.
 
-    Called once per process during discovery; broadcast; the return value is ignored.
+    When: during discovery.
+    How often: once per process, for each loaded plugin.
+    Call: broadcast.
+    Returns: nothing; the return value is ignored.
+    Owner: any number of implementations (one per plugin).
+    """
+
+
+@hookspec
+def fabric_register_commands(commands: Commands) -> None:
+    """Add subcommands to the ``fabric`` command line, or checkpoint layouts to ``fabric consolidate``.
+
+    :param commands: call ``commands.add(name, run, help=...)`` for ``fabric <name>``, or
+        ``commands.add_checkpoint_format(name, detect=..., consolidate=..., description=...)``
+        (see :mod:`fabric_core.commands`).
+
+    When: during discovery.
+    How often: once per process, for each loaded plugin.
+    Call: broadcast.
+    Returns: nothing; the return value is ignored.
+    Owner: any number of implementations (one per plugin).
     """
 
 
@@ -116,8 +162,12 @@ def fabric_setup_model(
     :param scheduler: the learning-rate scheduler passed to ``setup``, or ``None``.
     :return: the module to run forward through, the optimizers to step, the scheduler.
 
-    Called once per ``fabric.setup``/``fabric.setup_module`` call. Single owner
-    (``firstresult``): answered by the active strategy; other plugins may only wrap it.
+    When: in ``fabric.setup(...)`` and ``fabric.setup_module(...)``, before ``fabric_on_after_setup``.
+    How often: once per call.
+    Call: firstresult.
+    Returns: ``(module, optimizers, scheduler)``: the module to run forward through, the optimizers to
+        step, the scheduler.
+    Owner: single owner (the strategy); other plugins may only wrap it.
     """
 
 
@@ -127,8 +177,12 @@ def fabric_setup_optimizer(fabric: Fabric, optimizer: Optimizer) -> Optimizer:
 
     :return: the optimizer to step.
 
-    Called once per optimizer passed to ``fabric.setup_optimizers``. Single owner
-    (``firstresult``): answered by the active strategy; other plugins may only wrap it.
+    When: in ``fabric.setup_optimizers(...)``. Optimizers passed to ``fabric.setup`` go through
+        ``fabric_setup_model`` instead.
+    How often: once per optimizer passed to ``setup_optimizers``.
+    Call: firstresult.
+    Returns: the optimizer to step. Fabric wraps it.
+    Owner: single owner (the strategy); other plugins may only wrap it.
     """
 
 
@@ -142,7 +196,12 @@ def fabric_backward(fabric: Fabric, tensor: Tensor, module: Module | None, args:
     :param kwargs: extra keyword arguments for ``Tensor.backward``.
     :return: anything not ``None`` (the owner returns ``True``); the result is ignored.
 
-    Called once per ``fabric.backward``. Single owner (``firstresult``): the active strategy.
+    When: in ``fabric.backward(...)``, between ``fabric_on_before_backward`` and
+        ``fabric_on_after_backward``.
+    How often: once per ``fabric.backward`` call.
+    Call: firstresult.
+    Returns: anything other than ``None`` (the strategy returns ``True``); Fabric ignores it.
+    Owner: single owner (the strategy); other plugins may only wrap it.
     """
 
 
@@ -154,8 +213,13 @@ def fabric_optimizer_step(fabric: Fabric, optimizer: Optimizer, kwargs: dict) ->
     :param kwargs: keyword arguments of ``optimizer.step`` (for example ``closure``).
     :return: what ``optimizer.step`` returned (the closure's loss, or ``None``).
 
-    Called once per ``optimizer.step()`` on a Fabric-wrapped optimizer. Single owner
-    (``firstresult``): the active strategy.
+    When: in ``optimizer.step()`` on an optimizer that Fabric set up, between
+        ``fabric_on_before_optimizer_step`` and ``fabric_on_after_optimizer_step``.
+    How often: once per step.
+    Call: firstresult.
+    Returns: what ``optimizer.step`` returned (the closure's loss, or ``None``), which the wrapped
+        ``optimizer.step()`` returns in turn.
+    Owner: single owner (the strategy); other plugins may only wrap it.
     """
 
 
@@ -167,7 +231,12 @@ def fabric_save_checkpoint(fabric: Fabric, path: Path, state: dict[str, Any], fi
         entries of that object's state dict are saved.
     :return: ``True`` once written.
 
-    Called once per ``fabric.save`` on every rank. Single owner: the active strategy.
+    When: in ``fabric.save(...)``, after ``fabric_on_save_checkpoint`` and before the closing barrier.
+    How often: once per ``fabric.save``, on every rank. The owner decides which ranks write.
+    Call: firstresult.
+    Returns: ``True`` once written.
+    Owner: single owner (the strategy); other plugins may only wrap it (to upload the file after the
+        save, say).
     """
 
 
@@ -183,16 +252,26 @@ def fabric_load_checkpoint(
     :return: what the checkpoint holds beyond ``state`` (or all of it when ``state`` is
         ``None``).
 
-    Called once per ``fabric.load`` on every rank. Single owner: the active strategy.
+    When: in ``fabric.load(...)``, before ``fabric_on_load_checkpoint``. ``fabric.load_raw(...)`` does
+        not go through this hook.
+    How often: once per ``fabric.load``, on every rank.
+    Call: firstresult.
+    Returns: what the checkpoint holds beyond ``state`` (all of it when ``state`` is ``None``), which
+        ``fabric.load`` returns.
+    Owner: single owner (the strategy); other plugins may only wrap it.
     """
 
 
 @hookspec
 def fabric_log(fabric: Fabric, metrics: Mapping[str, Any], step: int | None) -> None:
-    """Record ``metrics`` (names to Python scalars) at ``step``.
+    """Record ``metrics`` (names to Python scalars) at ``step``. Loggers decide themselves whether
+    they write on this rank.
 
-    Called once per ``fabric.log``/``fabric.log_dict``; broadcast to every logger. Loggers
-    decide themselves whether they write on this rank.
+    When: in ``fabric.log(...)`` and ``fabric.log_dict(...)``.
+    How often: once per call.
+    Call: broadcast, to every logger and to any other plugin that implements it.
+    Returns: nothing; the return values are ignored.
+    Owner: any number of implementations.
     """
 
 
@@ -203,52 +282,118 @@ def fabric_log(fabric: Fabric, metrics: Mapping[str, Any], step: int | None) -> 
 
 @hookspec
 def fabric_on_launch(fabric: Fabric) -> None:
-    """The processes are up: called once per process, when Fabric has set it up: at the start of
-    ``fabric.launch``, in ``Fabric()`` under ``fabric run``, or else at the first ``setup``,
-    ``init_module``, collective or checkpoint."""
+    """The processes are up: Fabric has set this process up (its device and, with several
+    processes, its process group).
+
+    When: when Fabric has set the process up: in ``fabric.launch(...)``, in ``Fabric()`` under
+        ``fabric run``, or else at the first ``setup``, ``init_module``, collective or checkpoint.
+    How often: once per process.
+    Call: broadcast.
+    Returns: nothing; the return values are ignored.
+    Owner: any number of implementations.
+    """
 
 
 @hookspec
 def fabric_on_after_setup(fabric: Fabric, module: Module) -> None:
-    """A model was set up: called once per ``setup``/``setup_module``, with the wrapped module."""
+    """A model was set up: ``module`` is the wrapped model that ``setup`` returns.
+
+    When: at the end of ``fabric.setup(...)`` and ``fabric.setup_module(...)``.
+    How often: once per call.
+    Call: broadcast.
+    Returns: nothing; the return values are ignored.
+    Owner: any number of implementations.
+    """
 
 
 @hookspec
 def fabric_on_before_backward(fabric: Fabric, loss: Tensor) -> None:
-    """Called on each ``fabric.backward``, before the backward pass."""
+    """Before the backward pass: ``loss`` is the tensor passed to ``fabric.backward``, before any
+    loss scaling.
+
+    When: in ``fabric.backward(...)``, before ``fabric_backward``.
+    How often: once per ``fabric.backward`` call.
+    Call: broadcast.
+    Returns: nothing; the return values are ignored.
+    Owner: any number of implementations.
+    """
 
 
 @hookspec
 def fabric_on_after_backward(fabric: Fabric) -> None:
-    """Called on each ``fabric.backward``, after the backward pass."""
+    """After the backward pass: the gradients are computed (under ``16-mixed`` still scaled).
+
+    When: in ``fabric.backward(...)``, after ``fabric_backward``.
+    How often: once per ``fabric.backward`` call.
+    Call: broadcast.
+    Returns: nothing; the return values are ignored.
+    Owner: any number of implementations.
+    """
 
 
 @hookspec
 def fabric_on_before_optimizer_step(fabric: Fabric, optimizer: Optimizer) -> None:
-    """Called on each step of a Fabric-wrapped optimizer, before it steps."""
+    """Before an optimizer step: ``optimizer`` is the user's optimizer, not Fabric's wrapper.
+
+    When: in ``optimizer.step()`` on an optimizer that Fabric set up, before ``fabric_optimizer_step``.
+    How often: once per step.
+    Call: broadcast.
+    Returns: nothing; the return values are ignored.
+    Owner: any number of implementations.
+    """
 
 
 @hookspec
 def fabric_on_after_optimizer_step(fabric: Fabric, optimizer: Optimizer) -> None:
-    """Called on each step of a Fabric-wrapped optimizer, after it stepped."""
+    """After an optimizer step; under ``16-mixed`` also when the scaler skipped the step
+    because of non-finite gradients.
+
+    When: in ``optimizer.step()``, after ``fabric_optimizer_step``.
+    How often: once per step.
+    Call: broadcast.
+    Returns: nothing; the return values are ignored.
+    Owner: any number of implementations.
+    """
 
 
 @hookspec
 def fabric_on_save_checkpoint(fabric: Fabric, path: Path, state: dict[str, Any]) -> None:
-    """Called once per ``fabric.save``, before writing; ``state`` may be modified in place."""
+    """A checkpoint is about to be written: ``state`` is the dict ``fabric_save_checkpoint``
+    receives next, so keys added or changed here are saved.
+
+    When: in ``fabric.save(...)``, before ``fabric_save_checkpoint``.
+    How often: once per ``fabric.save``, on every rank.
+    Call: broadcast.
+    Returns: nothing; the return values are ignored.
+    Owner: any number of implementations.
+    """
 
 
 @hookspec
 def fabric_on_load_checkpoint(fabric: Fabric, path: Path, checkpoint: dict[str, Any]) -> None:
-    """Called once per ``fabric.load``/``load_raw``, after reading, with what the file held."""
+    """A checkpoint was read: ``checkpoint`` is what ``fabric.load`` is about to return (the part
+    beyond the requested ``state``, or all of it).
+
+    When: at the end of ``fabric.load(...)``, after ``fabric_load_checkpoint``.
+    How often: once per ``fabric.load``, on every rank.
+    Call: broadcast.
+    Returns: nothing; the return values are ignored.
+    Owner: any number of implementations.
+    """
 
 
 @hookspec
 def fabric_on_teardown(fabric: Fabric, status: str) -> None:
-    """Called once when the run ends: after ``launch(fn)`` returns, or at interpreter exit.
+    """The run ended: after ``launch(fn)`` returns or raises, or else at interpreter exit.
+    ``status`` is ``"failed"`` when ``launch(fn)`` raised or the script ended with an uncaught
+    exception, else ``"success"``; loggers pass it to ``finalize``.
 
-    ``status`` is ``"failed"`` when ``launch(fn)`` raised or the script ended with an
-    uncaught exception, else ``"success"``; loggers pass it to ``finalize``."""
+    When: at the end of the run.
+    How often: once per ``Fabric``.
+    Call: broadcast.
+    Returns: nothing; the return values are ignored.
+    Owner: any number of implementations.
+    """
 
 
 #: Behaviour hooks that exactly one non-wrapper implementation (the strategy) answers.

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from fabric_core.commands import Commands
 from fabric_core.hookspecs import hookimpl
 from fabric_core.registry import Registry
 
@@ -56,4 +57,16 @@ def fabric_register_strategies(registry: Registry) -> None:
         registry.add(name, _STRATEGY, init_params=init_params, description=description)
 
 
-__all__ = ["STRATEGIES", "__version__", "fabric_register_strategies"]
+@hookimpl
+def fabric_register_commands(commands: Commands) -> None:
+    # `fabric consolidate DIR` hands a DeepSpeed folder to fabric_deepspeed.cli (imported only then).
+    commands.add_checkpoint_format(
+        "deepspeed",
+        detect="fabric_deepspeed.cli:is_deepspeed_checkpoint",
+        consolidate="fabric_deepspeed.cli:consolidate_command",
+        arguments="fabric_deepspeed.cli:add_consolidate_arguments",
+        description="a DeepSpeed checkpoint folder (fabric.save with strategy='deepspeed*')",
+    )
+
+
+__all__ = ["STRATEGIES", "__version__", "fabric_register_commands", "fabric_register_strategies"]

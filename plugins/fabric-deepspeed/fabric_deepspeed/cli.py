@@ -1,4 +1,9 @@
-"""``fabric-deepspeed consolidate DIR -o FILE``: one fp32 state dict from a DeepSpeed checkpoint folder.
+"""``fabric consolidate DIR -o FILE`` for a DeepSpeed checkpoint folder: one fp32 state dict.
+
+The add-on registers this as a checkpoint format of the core's ``fabric consolidate``
+(through ``fabric_register_commands`` in :mod:`fabric_deepspeed`): the core hands it any
+folder :func:`is_deepspeed_checkpoint` recognises. ``python -m fabric_deepspeed.cli
+consolidate DIR -o FILE`` runs the same code directly.
 
 ZeRO keeps each rank's shard of the fp32 master weights in its own file. This command
 merges them with DeepSpeed's ``zero_to_fp32`` utilities (stages 1 to 3; with ZeRO off the
@@ -20,8 +25,37 @@ import torch
 from fabric_deepspeed.checkpoint import METADATA_FILE, _model_states_file, check_safe, read_metadata
 
 
-class ConsolidateError(Exception):
-    """A problem with the folder or the options: one line on stderr, exit status 1."""
+class ConsolidateError(ValueError):
+    """A problem with the folder or the options: one line on stderr."""
+
+
+def is_deepspeed_checkpoint(directory: Path) -> bool:
+    """Whether ``directory`` is a DeepSpeed checkpoint folder (fabric-deepspeed's metadata, or DeepSpeed's own)."""
+    if not directory.is_dir():
+        return False
+    try:
+        read_metadata(directory)
+    except (FileNotFoundError, ValueError):
+        return False
+    return True
+
+
+def add_consolidate_arguments(group: Any) -> None:
+    """The options ``fabric consolidate`` gets for DeepSpeed folders."""
+    group.add_argument(
+        "--model",
+        metavar="NAME",
+        help=f"which model, when the folder holds several (their state keys, listed in {METADATA_FILE})",
+    )
+    group.add_argument(
+        "--exclude-frozen-parameters", action="store_true", help="leave out parameters that were not trained"
+    )
+
+
+def consolidate_command(directory: Path, output: Path, args: argparse.Namespace) -> str:
+    """``fabric consolidate`` for a DeepSpeed folder: write ``output``, return the line to print."""
+    count = consolidate(directory, output, args.model, args.exclude_frozen_parameters)
+    return f"wrote {count} tensors (float32) to {output}"
 
 
 def _choose_tag(directory: Path, metadata: dict[str, Any], wanted: str | None) -> str:
@@ -99,14 +133,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     command.add_argument("directory", metavar="DIR", type=Path, help="the folder that fabric.save() wrote")
     command.add_argument("-o", "--output", required=True, type=Path, metavar="FILE", help="the file to write")
-    command.add_argument(
-        "--model",
-        metavar="NAME",
-        help=f"which model, when the folder holds several (their state keys, listed in {METADATA_FILE})",
-    )
-    command.add_argument(
-        "--exclude-frozen-parameters", action="store_true", help="leave out parameters that were not trained"
-    )
+    add_consolidate_arguments(command)
     return parser
 
 
