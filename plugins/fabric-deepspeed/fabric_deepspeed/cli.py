@@ -103,7 +103,7 @@ def consolidate(directory: Path, output: Path, model: str | None = None, exclude
         os.environ.setdefault("DS_ACCELERATOR", "cpu")
         from fabric_deepspeed._imports import import_deepspeed
 
-        import_deepspeed("fabric-deepspeed consolidate")
+        import_deepspeed("fabric consolidate")
         from deepspeed.utils.zero_to_fp32 import get_fp32_state_dict_from_zero_checkpoint
 
         state_dict = get_fp32_state_dict_from_zero_checkpoint(

@@ -44,4 +44,6 @@ def test_fresh_venv_install_lists_the_addon(tmp_path: Path, clean_env: Callable[
         "import deepspeed; print(fabric.strategy.zero_stage, deepspeed.__file__)",
     )
     assert selected.startswith("3 ") and str(venv) in selected, selected
-    assert "usage: fabric-deepspeed" in run(venv / "bin" / "fabric-deepspeed", "--help")
+    # No console script of its own: `fabric consolidate` knows DeepSpeed folders through the add-on.
+    assert not (venv / "bin" / "fabric-deepspeed").exists()
+    assert "deepspeed checkpoints (fabric-deepspeed)" in run(venv / "bin" / "fabric", "consolidate", "--help")

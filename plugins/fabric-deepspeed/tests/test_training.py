@@ -275,11 +275,12 @@ def test_two_engines_train_a_gan_like_one_process_does(
     print("\n".join(line for line in output.splitlines() if "diff" in line))
 
     def consolidate(*args: str) -> subprocess.CompletedProcess[str]:
-        command = [sys.executable, "-m", "fabric_deepspeed.cli", "consolidate", str(tmp_path / "gan"), *args]
+        # The core's `fabric consolidate`, which hands a DeepSpeed folder to this add-on.
+        command = [sys.executable, "-m", "fabric_core", "consolidate", str(tmp_path / "gan"), *args]
         return subprocess.run(command, env=clean_env(), capture_output=True, text=True, timeout=120)
 
     result = consolidate("-o", str(tmp_path / "g.pt"))
-    assert result.returncode == 1 and "holds 2 models: ['discriminator', 'generator']. Choose one with --model" in (
+    assert result.returncode == 2 and "holds 2 models: ['discriminator', 'generator']. Choose one with --model" in (
         result.stderr
     )
     result = consolidate("-o", str(tmp_path / "g.pt"), "--model", "generator")
