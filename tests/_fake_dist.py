@@ -1,135 +1,14 @@
-"""Fake installed add-ons: real ``*.dist-info`` folders on ``sys.path``, no ``pip install``.
+"""Fake installed add-ons for the core's tests: the kit's :mod:`fabric_core.testing.distributions`.
 
-``importlib.metadata`` finds a distribution through a ``<name>-<version>.dist-info`` folder
-on ``sys.path``: its ``METADATA`` gives the name, version and requirements, its
-``entry_points.txt`` the entry points. Writing those files (and the plugin module) into a
-temporary folder and putting the folder on ``sys.path`` is exactly what an installed wheel
-looks like to discovery, so the tests exercise the real mechanism.
-
-Use :class:`FakeSite` through a fixture::
+Use :class:`FakeSite` through a fixture (or the kit's ``fabric_plugins`` fixture, which also
+sets the switches so that the fake add-ons load)::
 
     @pytest.fixture
     def site(tmp_path, monkeypatch, fresh_discovery):
         with FakeSite(tmp_path / "site", monkeypatch) as fake:
             yield fake
-
-The same folder can be handed to a subprocess with ``PYTHONPATH`` (:attr:`FakeSite.root`).
 """
 
-from __future__ import annotations
+from fabric_core.testing.distributions import COMPATIBLE, EMPTY_PLUGIN, FakeSite, broken_plugin, strategy_plugin
 
-import importlib
-import sys
-import textwrap
-from collections.abc import Mapping, Sequence
-from pathlib import Path
-from types import TracebackType
-
-import pytest
-
-#: what a well-behaved add-on declares for the running core (0.x)
-COMPATIBLE = "fabric-core>=0.1,<1"
-
-#: a plugin module registering nothing, for tests that only need an entry point
-EMPTY_PLUGIN = '"""An add-on that registers nothing."""\n'
-
-
-class FakeSite:
-    """A folder on ``sys.path`` holding fake distributions.
-
-    :param root: the folder to create (a fresh, empty one).
-    :param monkeypatch: puts ``root`` first on ``sys.path`` and undoes it after the test.
-    """
-
-    def __init__(self, root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-        self.root = root
-        self.root.mkdir(parents=True, exist_ok=True)
-        self._monkeypatch = monkeypatch
-        self._modules: set[str] = set()
-        monkeypatch.syspath_prepend(str(root))
-
-    def add(
-        self,
-        name: str,
-        *,
-        version: str = "1.0.0",
-        modules: Mapping[str, str] | None = None,
-        entry_points: Mapping[str, str] | None = None,
-        requires: Sequence[str] = (COMPATIBLE,),
-    ) -> Path:
-        """Write distribution ``name`` and return its ``.dist-info`` folder.
-
-        :param modules: module name (``"fabric_foo"`` or ``"fabric_foo.impl"``) to source text;
-            dots become packages. The source is dedented.
-        :param entry_points: ``[fabric_core]`` entry points, entry-point name to ``"module"``
-            or ``"module:attr"``; by default one entry point named after the first module.
-        :param requires: ``Requires-Dist`` lines.
-        """
-        modules = dict(modules or {})
-        for module_name, source in modules.items():
-            self._write_module(module_name, source)
-        if entry_points is None:
-            first = next(iter(modules), None)
-            if first is None:
-                raise ValueError(f"FakeSite.add({name!r}) needs modules= or entry_points=.")
-            entry_points = {first.rsplit(".", 1)[-1]: first}
-
-        dist_info = self.root / f"{name.replace('-', '_')}-{version}.dist-info"
-        dist_info.mkdir()
-        metadata = ["Metadata-Version: 2.1", f"Name: {name}", f"Version: {version}"]
-        metadata += [f"Requires-Dist: {requirement}" for requirement in requires]
-        (dist_info / "METADATA").write_text("\n".join(metadata) + "\n", encoding="utf-8")
-        lines = ["[fabric_core]"] + [f"{key} = {value}" for key, value in entry_points.items()]
-        (dist_info / "entry_points.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
-        (dist_info / "top_level.txt").write_text(
-            "\n".join(sorted({m.split(".")[0] for m in modules})) + "\n", encoding="utf-8"
-        )
-        # Both the import system and importlib.metadata cache directory listings.
-        importlib.invalidate_caches()
-        return dist_info
-
-    def _write_module(self, module_name: str, source: str) -> None:
-        parts = module_name.split(".")
-        folder = self.root
-        for package in parts[:-1]:
-            folder = folder / package
-            folder.mkdir(exist_ok=True)
-            init = folder / "__init__.py"
-            if not init.exists():
-                init.write_text("", encoding="utf-8")
-        (folder / f"{parts[-1]}.py").write_text(textwrap.dedent(source), encoding="utf-8")
-        self._modules.add(parts[0])
-
-    def close(self) -> None:
-        """Forget the fake modules imported during the test."""
-        for loaded in list(sys.modules):
-            if loaded.split(".")[0] in self._modules:
-                del sys.modules[loaded]
-        importlib.invalidate_caches()
-
-    def __enter__(self) -> FakeSite:
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.close()
-
-
-def strategy_plugin(strategy: str, factory: str, description: str = "a third-party strategy") -> str:
-    """Source of a plugin module registering one strategy."""
-    return f"""
-        from fabric_core.hookspecs import hookimpl
-
-
-        @hookimpl
-        def fabric_register_strategies(registry):
-            registry.add({strategy!r}, {factory!r}, description={description!r})
-        """
-
-
-def broken_plugin(message: str) -> str:
-    """Source of a plugin module that raises ImportError when imported (a missing backend)."""
-    return f"""
-        raise ImportError({message!r})
-        """
+__all__ = ["COMPATIBLE", "EMPTY_PLUGIN", "FakeSite", "broken_plugin", "strategy_plugin"]

@@ -1,10 +1,15 @@
-"""Shared test setup.
+"""Shared test setup for fabric-core's own suite.
 
 The core suite runs with plugin autoload off (DESIGN.md section 4): an add-on installed in
 the same environment never changes core test results. The switch is set per test (and so
 reaches the subprocesses a test starts), not for the whole session, so the add-ons' own
-suites under plugins/ run in the same pytest session with their plugins loaded. Discovery
-re-runs by itself when a switch changes.
+suites under plugins/ can run in the same pytest session with their plugins loaded.
+
+Each test also starts clean (the kit's :func:`fabric_core.testing.isolated_environment`):
+no ``FABRIC_*`` variable from the shell, no launcher's ``RANK`` or ``MASTER_PORT``, no seed
+that ``seed_everything`` left for an earlier test, rank-zero output on rank 0, and
+discovery re-run. A test that needs an add-on loads it with the kit's ``fabric_plugins``
+fixture (``fabric_plugins.register(...)``, ``fabric_plugins.load_only("fabric-x")``).
 """
 
 from __future__ import annotations
@@ -13,27 +18,13 @@ from collections.abc import Iterator
 
 import pytest
 
-
-@pytest.fixture(autouse=True)
-def _without_addons(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("FABRIC_DISABLE_PLUGIN_AUTOLOAD", "1")
+from fabric_core.testing import isolated_environment
 
 
 @pytest.fixture(autouse=True)
-def _without_global_seed(monkeypatch: pytest.MonkeyPatch) -> None:
-    # seed_everything keeps its seed in the environment (as Lightning does), where the
-    # samplers and spawned processes read it; one test's seed must not reach the next.
-    monkeypatch.delenv("PL_GLOBAL_SEED", raising=False)
-    monkeypatch.delenv("PL_SEED_WORKERS", raising=False)
-
-
-@pytest.fixture(autouse=True)
-def _restore_rank_zero() -> Iterator[None]:
-    from fabric_core.utilities.rank_zero import rank_zero_only
-
-    rank = rank_zero_only.rank  # type: ignore[attr-defined]
-    yield
-    rank_zero_only.rank = rank  # type: ignore[attr-defined]
+def _without_addons(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    with isolated_environment(monkeypatch, autoload=False):
+        yield
 
 
 @pytest.fixture

@@ -137,11 +137,15 @@ def all_gather(tensor: Tensor, group: Any = None, sync_grads: bool = False) -> T
     """Stack every rank's tensor on a new first dimension.
 
     When the first dimension differs between ranks, the result is a list with one tensor
-    per rank instead (they cannot be stacked); other dimensions must match.
+    per rank instead (they cannot be stacked); other dimensions must match. With one
+    process (no process group, or a group of one), the input comes back unchanged, without
+    the new dimension, as it does from a single-device strategy (the documented rule).
     """
     if not dist.is_initialized():
         return tensor
     world_size = dist.get_world_size(group)
+    if world_size == 1:
+        return tensor
     tensor = tensor.contiguous()
     local_size = torch.tensor(tensor.shape[:1] or (1,), device=tensor.device)
     sizes = [torch.zeros_like(local_size) for _ in range(world_size)]

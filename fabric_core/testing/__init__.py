@@ -1,48 +1,79 @@
-"""fabric_core.testing: conformance checks for plugin authors (a pytest plugin).
+"""fabric_core.testing: the test kit for plugin authors, and a pytest plugin.
 
-A plugin's test suite proves its component behaves as Fabric expects by subclassing a
-conformance class and saying how to build the component:
+pytest loads it by itself wherever fabric-core is installed (entry point
+``fabric_core.testing`` in the ``pytest11`` group); with ``PYTEST_DISABLE_PLUGIN_AUTOLOAD=1``
+load it with ``-p fabric_core.testing``. It gives:
 
-.. code-block:: python
+* **conformance suites**, one per kind of component: subclass one, implement its
+  ``make_*`` method, and pytest runs its checks (:class:`StrategyConformance`,
+  :class:`PrecisionConformance`, :class:`LoggerConformance`, :class:`EnvironmentConformance`,
+  :class:`AcceleratorConformance`, :class:`CallbackConformance`,
+  :class:`HookWrapperConformance`);
+* the ``conformance_run`` fixture, which runs the same checks in a real training script on
+  N processes with any registered strategy, started by ``fabric.launch()`` or by an
+  external launcher (``launcher="torchrun"``);
+* the ``fabric_plugins`` fixture (:class:`PluginSandbox`): make a module an add-on for one
+  test, found by the real discovery, without installing a distribution;
+* helpers that add-on suites share: :func:`isolated_environment` and
+  :func:`clean_environment` (no leftover launcher variables or switches),
+  :func:`run_script` and :func:`processes_with_marker` (a script run as a real program,
+  and what it left running), :func:`find_free_port`, :class:`FakeSite` (fake installed
+  distributions).
 
-    from fabric_core.testing import LoggerConformance, PrecisionConformance
-
-    class TestMyLogger(LoggerConformance):
-        def make_logger(self, tmp_path):
-            return MyLogger(tmp_path)
-
-Multi-process strategies are checked from inside a launched run with the ``check_*``
-functions, or from a test with :func:`run_training_script`, which starts a real
-training script on N processes with any registered strategy name. With
-``pytest_plugins = ["fabric_core.testing"]`` in a ``conftest.py``, the ``conformance_run``
-fixture does the same in a temporary folder: ``conformance_run("deepspeed_stage_2", 2)``.
+See docs/guide/testing.md.
 """
 
-from collections.abc import Callable
-from pathlib import Path
-
-import pytest
-
 from fabric_core.testing.checks import check_checkpoint_round_trip, check_collectives, check_training_reduces_loss
-from fabric_core.testing.conformance import LoggerConformance, PrecisionConformance, StrategyConformance
-from fabric_core.testing.scripts import run_training_script
+from fabric_core.testing.conformance import (
+    AcceleratorConformance,
+    CallbackConformance,
+    EnvironmentConformance,
+    HookWrapperConformance,
+    LoggerConformance,
+    Place,
+    PrecisionConformance,
+    StrategyConformance,
+    StrategyRefusal,
+    assert_same_state,
+)
+from fabric_core.testing.distributions import COMPATIBLE, EMPTY_PLUGIN, FakeSite, broken_plugin, strategy_plugin
+from fabric_core.testing.environ import DISCOVERY_SWITCHES, RUN_SETTINGS, clean_environment, isolated_environment
+from fabric_core.testing.fixtures import conformance_run, fabric_plugins
+from fabric_core.testing.processes import ScriptRun, find_free_port, processes_with_marker, run_script
+from fabric_core.testing.sandbox import PluginSandbox
+from fabric_core.testing.scripts import LAUNCHERS, launcher_command, run_training_script
 
 __all__ = [
+    "COMPATIBLE",
+    "DISCOVERY_SWITCHES",
+    "EMPTY_PLUGIN",
+    "LAUNCHERS",
+    "RUN_SETTINGS",
+    "AcceleratorConformance",
+    "CallbackConformance",
+    "EnvironmentConformance",
+    "FakeSite",
+    "HookWrapperConformance",
     "LoggerConformance",
+    "Place",
+    "PluginSandbox",
     "PrecisionConformance",
+    "ScriptRun",
     "StrategyConformance",
+    "StrategyRefusal",
+    "assert_same_state",
+    "broken_plugin",
     "check_checkpoint_round_trip",
     "check_collectives",
     "check_training_reduces_loss",
+    "clean_environment",
+    "conformance_run",
+    "fabric_plugins",
+    "find_free_port",
+    "isolated_environment",
+    "launcher_command",
+    "processes_with_marker",
+    "run_script",
     "run_training_script",
+    "strategy_plugin",
 ]
-
-
-@pytest.fixture
-def conformance_run(tmp_path: Path) -> Callable[..., str]:
-    """``conformance_run(strategy, devices, precision="32-true")``: :func:`run_training_script` in ``tmp_path``."""
-
-    def run(strategy: str, devices: int, precision: str = "32-true", **kwargs: object) -> str:
-        return run_training_script(strategy, devices, tmp_path, precision=precision, **kwargs)  # type: ignore[arg-type]
-
-    return run

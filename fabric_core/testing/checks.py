@@ -69,13 +69,20 @@ def check_checkpoint_round_trip(fabric: Fabric, path: str | Path, steps: int = 3
 
 
 def check_collectives(fabric: Fabric) -> None:
-    """barrier, broadcast, all_gather and all_reduce agree with their definitions on every rank."""
+    """barrier, broadcast, all_gather and all_reduce agree with their definitions on every rank.
+
+    ``all_gather`` stacks the ranks' tensors on a new first dimension of size ``world_size``
+    (a number becomes a tensor of shape ``(world_size,)``); with one process it returns its
+    input unchanged, without the new dimension (docs/guide/distributed.md).
+    """
     rank, world = fabric.global_rank, fabric.world_size
     fabric.barrier("conformance")
     assert fabric.broadcast({"from": rank}) == {"from": 0}
     gathered = fabric.all_gather(torch.tensor([float(rank)], device=fabric.device))
     expected = torch.arange(world, dtype=torch.float32).view(world, 1) if world > 1 else torch.tensor([0.0])
-    assert torch.equal(gathered.cpu(), expected), gathered
+    assert torch.equal(gathered.cpu(), expected), f"all_gather of shape (1,) on {world} process(es) gave {gathered}"
+    number = fabric.all_gather(rank)
+    assert tuple(number.shape) == ((world,) if world > 1 else ()), f"all_gather of a number gave shape {number.shape}"
     total = fabric.all_reduce(torch.tensor(float(rank), device=fabric.device), reduce_op="sum")
     assert float(total) == sum(range(world)), total
     mean = fabric.all_reduce(torch.tensor(float(rank), device=fabric.device), reduce_op="mean")

@@ -1,9 +1,10 @@
 """Shared setup for fabric-tensorboard's tests.
 
 These tests run with plugin autoload **on**: they test the add-on as users get it, found
-through its entry point. fabric-core's own suite switches autoload off per test, which does
-not reach here; in case a switch leaks in from the environment, every test here clears
-them, and subprocesses get an environment without them.
+through its entry point. Each test starts from a clean environment (the kit's
+:func:`fabric_core.testing.isolated_environment`: no ``FABRIC_*`` switch or launcher
+variable leaking in, rank-zero output on rank 0), and the processes it starts get
+:func:`fabric_core.testing.clean_environment`.
 
 What a logger wrote is read back with TensorBoard's own reader
 (``tensorboard.backend.event_processing.event_accumulator.EventAccumulator``), the one the
@@ -12,65 +13,27 @@ TensorBoard server uses, through the ``events`` fixture.
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-import textwrap
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
+from fabric_core.testing import ScriptRun, clean_environment, isolated_environment
+from fabric_core.testing import run_script as run_program
 
-#: Switches of fabric-core's discovery; none may be set for these tests.
-SWITCHES = ("FABRIC_DISABLE_PLUGIN_AUTOLOAD", "FABRIC_PLUGINS", "FABRIC_BLOCK_PLUGINS")
-#: Variables a launcher or an earlier run may leave behind, which would change a child's role.
-_RUN_VARIABLES = ("LOCAL_RANK", "RANK", "WORLD_SIZE", "LOCAL_WORLD_SIZE", "MASTER_PORT", "MASTER_ADDR", "NODE_RANK")
-
-
-def clean_environment(**overrides: str) -> dict[str, str]:
-    """This process's environment without fabric-core's switches and run variables, plus ``overrides``.
-
-    ``OMP_NUM_THREADS=1``: two ranks on two cores; more threads each only contend.
-    """
-    env = {
-        key: value
-        for key, value in os.environ.items()
-        if key not in SWITCHES and key not in _RUN_VARIABLES and not key.startswith("FABRIC_")
-    }
-    env.setdefault("OMP_NUM_THREADS", "1")
-    env.update(overrides)
-    return env
-
-
-@dataclass
-class Run:
-    returncode: int
-    output: str
-
-    def check(self) -> str:
-        assert self.returncode == 0, self.output
-        return self.output
+#: what the ``run_script`` fixture returns (``returncode``, ``output``; ``check()`` asserts success)
+Run = ScriptRun
 
 
 @pytest.fixture(autouse=True)
 def _autoload_on(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    from fabric_core.discovery import reset
-    from fabric_core.utilities.rank_zero import rank_zero_only
-
-    for switch in SWITCHES:
-        monkeypatch.delenv(switch, raising=False)
-    # A Fabric of an earlier test may have set another rank; these tests run as rank 0.
-    monkeypatch.setattr(rank_zero_only, "rank", 0)
-    reset()
-    yield
-    reset()
+    with isolated_environment(monkeypatch, autoload=True):
+        yield
 
 
 @pytest.fixture
 def clean_env() -> Callable[..., dict[str, str]]:
-    """:func:`clean_environment`, for tests that start their own subprocesses."""
+    """:func:`fabric_core.testing.clean_environment`, for tests that start their own subprocesses."""
     return clean_environment
 
 
@@ -79,17 +42,7 @@ def run_script(tmp_path: Path) -> Callable[..., Run]:
     """Write ``source`` to ``tmp_path/script.py`` and run it in ``tmp_path``; stdout and stderr together."""
 
     def run(source: str, *args: str, timeout: float = 240, env: dict[str, str] | None = None) -> Run:
-        script = tmp_path / "script.py"
-        script.write_text(textwrap.dedent(source))
-        result = subprocess.run(
-            [sys.executable, str(script), *args],
-            cwd=tmp_path,
-            env=clean_environment(**(env or {})),
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-        )
-        return Run(result.returncode, result.stdout + result.stderr)
+        return run_program(tmp_path, source, *args, timeout=timeout, env=env)
 
     return run
 
