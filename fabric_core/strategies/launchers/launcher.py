@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from typing import Any
@@ -22,6 +23,17 @@ class Launcher(ABC):
     @abstractmethod
     def launch(self, function: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         """Start the processes, run ``function(*args, **kwargs)`` in each, return rank 0's result."""
+
+
+def is_interactive() -> bool:
+    """Whether this code runs in a notebook or an interactive Python shell rather than from a script.
+
+    There, a launcher cannot start processes that run the script again or import it
+    (``ddp``, ``ddp_spawn``); only forking (``ddp_notebook``) works.
+    """
+    import __main__
+
+    return not hasattr(__main__, "__file__") or hasattr(sys, "ps1")
 
 
 def limit_threads_per_process(num_processes: int) -> None:

@@ -12,23 +12,16 @@ from __future__ import annotations
 import multiprocessing
 import os
 import pickle
-import sys
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import torch
 from torch.multiprocessing.spawn import ProcessExitedException, ProcessRaisedException, start_processes
 
-from fabric_core.strategies.launchers.launcher import Launcher, limit_threads_per_process
+from fabric_core.strategies.launchers.launcher import Launcher, is_interactive, limit_threads_per_process
 
 if TYPE_CHECKING:
     from fabric_core.strategies.strategy import Strategy
-
-
-def _is_interactive() -> bool:
-    import __main__
-
-    return not hasattr(__main__, "__file__") or hasattr(sys, "ps1")
 
 
 def _main_has_guard() -> bool:
@@ -65,7 +58,7 @@ class MultiProcessingLauncher(Launcher):
         return self._start_method == "fork"
 
     def launch(self, function: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-        if self._start_method == "spawn" and _is_interactive():
+        if self._start_method == "spawn" and is_interactive():
             raise RuntimeError(
                 "strategy='ddp_spawn' cannot start processes from an interactive session or notebook: the children "
                 "must import your code from a file. Use strategy='ddp_notebook' here, or run a script."
