@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+import threading
 import time
 import warnings
+import weakref
 from argparse import Namespace
 from collections.abc import Generator, Mapping
 from pathlib import Path
@@ -286,6 +288,8 @@ class MLFlowLogger(Logger):
         client = self.experiment
         operation = client.log_batch(self._run_id, **batch, **self._batch_kwargs)
         if operation is not None:  # asynchronous: a handle to wait on
+            if not self._pending:
+                _wait_before_interpreter_shutdown(self)
             self._pending.append(operation)
 
     def _warn_renamed(self, what: str, given: str, key: str) -> None:
@@ -410,6 +414,31 @@ def _check_arguments(
         )
     if synchronous is not None and not isinstance(synchronous, bool):
         raise TypeError(f"MLFlowLogger(synchronous={synchronous!r}): expected True, False or None.")
+
+
+def _wait_before_interpreter_shutdown(logger: MLFlowLogger) -> None:
+    """Have ``logger``'s asynchronous writes stored before the interpreter starts shutting down.
+
+    MLflow sends them from a thread pool, which refuses new work once the interpreter shuts
+    down; that happens before ``atexit`` callbacks, where Fabric tears down a plain script's
+    run (and MLflow drains its own queue). So the writes of a script that ends, or raises,
+    with some still queued would be lost. ``threading._register_atexit`` is what
+    ``concurrent.futures`` uses for the same reason: its callbacks run before that shutdown.
+    """
+    register = getattr(threading, "_register_atexit", None)
+    if register is None:
+        return
+    reference = weakref.ref(logger)
+
+    def wait() -> None:
+        alive = reference()
+        if alive is not None and alive._pending:
+            alive.save()
+
+    try:
+        register(wait)
+    except RuntimeError:  # the interpreter is shutting down already
+        pass
 
 
 def _max_param_length() -> int:
