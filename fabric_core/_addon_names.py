@@ -17,7 +17,7 @@ def _deepspeed(target: str) -> AddonName:
 
 
 def _xla(target: str) -> AddonName:
-    return AddonName(target, "fabric-xla", "XLA devices such as TPUs", released=False)
+    return AddonName(target, "fabric-xla", "XLA devices such as TPUs")
 
 
 #: Lightning's public name -> the add-on class it stands for.

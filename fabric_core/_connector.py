@@ -241,7 +241,8 @@ def select(
         context = ""
         if name == "auto":
             processes = len(device_indices) * nodes
-            name = "single_device" if processes == 1 else "ddp"
+            single, multiple = selected_accelerator.auto_strategies  # ("single_xla", "xla") on XLA devices
+            name = single if processes == 1 else multiple
             context = f" (chosen by strategy='auto' for {len(device_indices)} device(s) on {nodes} node(s))"
         entry = lookup("strategy", name, context=context)
         if entry.fallback is not None and selected_accelerator.name not in entry.accelerators:

@@ -159,6 +159,8 @@ def plan(args: argparse.Namespace) -> Plan:
     _check_target(args)
     _check_numbers(args)
     accelerator = _check_names(args)
+    if accelerator.fabric_run_refusal is not None:  # XLA devices start their processes with XLA's own launcher
+        raise UsageError(f"--accelerator {args.accelerator.strip()}: {accelerator.fabric_run_refusal}")
     processes = _count_processes(args, accelerator)
 
     environment = {"FABRIC_DEVICES": args.devices.strip(), "FABRIC_NUM_NODES": str(args.num_nodes)}

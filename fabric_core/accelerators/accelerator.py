@@ -17,6 +17,10 @@ class Accelerator(ABC):
 
     #: the name users pass, for messages
     name: str = ""
+    #: what ``strategy="auto"`` picks on this device: the strategy for one process, and for more
+    auto_strategies: tuple[str, str] = ("single_device", "ddp")
+    #: why ``fabric run`` (which starts processes with torchrun) cannot run this device; ``None`` when it can
+    fabric_run_refusal: str | None = None
 
     @staticmethod
     @abstractmethod

@@ -247,8 +247,9 @@ def test_tensorboard_logger_without_the_addon_says_what_to_install(monkeypatch: 
         from fabric_core.loggers import TensorBoardLogger  # noqa: F401
 
 
-def test_xla_names_say_the_addon_is_not_released_yet() -> None:
-    with pytest.raises(AddonNotInstalledError, match=r"XLAStrategy .* fabric-xla, which is planned but not released"):
+def test_xla_names_without_the_addon_say_what_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "fabric_xla", None)  # type: ignore[arg-type]  # as if not installed
+    with pytest.raises(AddonNotInstalledError, match=r"XLAStrategy .* fabric-xla, which is not installed.*pip install"):
         from fabric_core.strategies import XLAStrategy  # noqa: F401
 
 
