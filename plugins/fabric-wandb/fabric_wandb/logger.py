@@ -44,7 +44,7 @@ class WandbLogger(Logger):
 
     :param name: the run's display name (W&B makes one up when omitted).
     :param save_dir: the folder W&B writes its ``wandb/`` run folders into; ``$WANDB_DIR``,
-        or the working directory, when omitted.
+        or the working directory, when omitted. Made absolute when the logger is made.
     :param version: the run id, to resume a run (``resume="allow"``); the same as ``id``.
     :param offline: write the run to disk only (``mode="offline"``); ``wandb sync`` uploads it later.
     :param dir: the same as ``save_dir``.
@@ -93,7 +93,9 @@ class WandbLogger(Logger):
         self._log_model = check_log_model(log_model)
         self._checkpoint_name = check_artifact_name(checkpoint_name)
         folder = os.fspath(folder) if folder is not None else os.environ.get("WANDB_DIR") or "."
-        self._save_dir = os.path.expanduser(folder)
+        # Absolute now: W&B's service process, started once per process, would read a relative
+        # folder from its own working directory, and lose the run file after an os.chdir.
+        self._save_dir = os.path.abspath(os.path.expanduser(folder))
         self._project = project or os.environ.get("WANDB_PROJECT") or DEFAULT_PROJECT
         self._name = name
         self._id = run_id

@@ -222,6 +222,20 @@ def test_the_save_dir_defaults_to_wandb_dir_and_the_project_to_wandb_project(
     assert WandbLogger(project="given").name == "given"
 
 
+def test_a_relative_save_dir_is_the_one_of_when_the_logger_was_made(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, run_folders: Folders
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    logger = WandbLogger(save_dir="runs")
+    assert logger.save_dir == str(tmp_path / "runs")
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    logger.log_metrics({"x": 1.0}, step=0)
+    logger.finalize("success")
+    assert run_folders(tmp_path / "runs") == [Path(logger.log_dir)]
+    assert not (tmp_path / "elsewhere" / "runs").exists()
+
+
 def test_a_run_given_as_experiment_is_logged_into_and_left_running(tmp_path: Path, run_file: Runs) -> None:
     import wandb
 
