@@ -72,8 +72,8 @@ def connect(tracking_uri: str) -> MlflowClient:
     try:
         client = MlflowClient(tracking_uri=tracking_uri)
         client.get_experiment_by_name("Default")  # the first request: opens (or creates) the store
-    except MlflowException as err:
-        reason = err.message
+    except Exception as err:  # MlflowException, or what the store's backend raised (OSError, SQLAlchemy's errors)
+        reason = err.message if isinstance(err, MlflowException) else f"{type(err).__name__}: {err}."
         if type(err).__name__.startswith("Unsupported"):  # MLflow names the model registry here, not the store
             reason = f"MLflow has no tracking store for {urlparse(tracking_uri).scheme!r} URIs."
         raise ValueError(

@@ -226,12 +226,13 @@ class MLFlowLogger(Logger):
         the metric, before anything is sent. Characters MLflow refuses in a name are removed,
         with a warning. Without a ``step``, the step is the number of earlier calls.
         """
-        from mlflow.entities import Metric
-
         step = self._steps_logged if step is None else checked_step(step)
-        self._steps_logged += 1
         entries = metric_entries(metrics, self._prefix, self.LOGGER_JOIN_CHAR)
         timestamp = int(time.time() * 1000)
+        _ = self.experiment  # opens the run, importing MLflow
+        from mlflow.entities import Metric
+
+        self._steps_logged += 1
         batch = []
         for given, key, value in entries:
             self._warn_renamed("metric", given, key)
@@ -247,8 +248,6 @@ class MLFlowLogger(Logger):
         parameter's first value: logging a name again with the same value does nothing, with
         another value raises a ``ValueError``.
         """
-        from mlflow.entities import Param
-
         flat = {}
         for given, value in flatten_params(params if params is not None else {}).items():
             key = valid_name("parameter", given)
@@ -264,7 +263,9 @@ class MLFlowLogger(Logger):
                 UserWarning,
                 stacklevel=3,
             )
-        known = self._known_params()
+        known = self._known_params()  # opens the run, importing MLflow
+        from mlflow.entities import Param
+
         changed = {key: (known[key], value) for key, value in values.items() if key in known and known[key] != value}
         if changed:
             details = ", ".join(f"{key!r} from {old!r} to {new!r}" for key, (old, new) in changed.items())

@@ -45,8 +45,8 @@ def test_package_attribute_is_the_logger_class() -> None:
 
 
 def test_training_with_fabric_logs_the_exact_metrics_steps_params_and_tags(save_dir: Path, store: OpenStore) -> None:
-    logger = MLFlowLogger(experiment_name="regression", run_name="first", tags={"team": "vision", "seed": 0},
-                          save_dir=save_dir)  # fmt: skip
+    tags = {"team": "vision", "seed": 0}
+    logger = MLFlowLogger(experiment_name="regression", run_name="first", tags=tags, save_dir=save_dir)
     fabric = Fabric(accelerator="cpu", loggers=[logger])
     logged: list[tuple[int, float, float]] = []
 
@@ -77,8 +77,8 @@ def test_training_with_fabric_logs_the_exact_metrics_steps_params_and_tags(save_
     assert runs.history(run_id, "train/loss") == [(step, loss) for step, loss, _ in logged]
     assert runs.history(run_id, "lr") == [(step, lr) for step, _, lr in logged]
     assert runs.history(run_id, "epoch") == [(0, 0.0), (10, 0.0), (20, 0.0), (30, 1.0), (40, 1.0), (50, 1.0)]
-    assert runs.params(run_id) == {"lr": "0.1", "optimizer/name": "sgd", "optimizer/momentum": "0.0",
-                                   "layers": "[4, 1]"}  # fmt: skip
+    params = {"lr": "0.1", "optimizer/name": "sgd", "optimizer/momentum": "0.0", "layers": "[4, 1]"}
+    assert runs.params(run_id) == params
     assert runs.user_tags(run_id) == {"team": "vision", "seed": "0"}
     run = runs.run(run_id)
     assert run.info.run_name == "first"
@@ -366,8 +366,11 @@ def test_resuming_with_another_experiment_name_warns(save_dir: Path) -> None:
 
 def test_a_run_id_that_does_not_exist_is_a_clear_error(save_dir: Path) -> None:
     logger = MLFlowLogger(save_dir=save_dir, run_id="0123456789abcdef0123456789abcdef")
-    with pytest.raises(ValueError, match=r"run_id='0123456789abcdef0123456789abcdef'\): there is no such run in the "
-                       r"tracking store 'sqlite:///.*mlflow.db'.*leave run_id unset to start a new run"):  # fmt: skip
+    message = (
+        r"run_id='0123456789abcdef0123456789abcdef'\): there is no such run in the tracking store "
+        r"'sqlite:///.*mlflow.db'.*leave run_id unset to start a new run"
+    )
+    with pytest.raises(ValueError, match=message):
         logger.log_metrics({"x": 1.0}, step=0)
 
 
