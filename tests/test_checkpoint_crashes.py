@@ -1,14 +1,13 @@
 """Saves killed at random moments, and exactly between the two renames of a directory swap.
 
 After every kill the checkpoint path (or the recovery a load does) holds a complete
-checkpoint, and the next save leaves no staging behind. See ``tests/helpers/crashes.py``
+checkpoint, and the next save leaves no staging behind. See :mod:`fabric_core.testing.crashes`
 for the fork server that keeps each trial cheap.
 """
 
 from __future__ import annotations
 
 import os
-import random
 import shutil
 from pathlib import Path
 
@@ -16,7 +15,7 @@ import pytest
 import torch
 
 from fabric_core.strategies import manifest, sharded_checkpoint, staging
-from tests.helpers.crashes import fork_server
+from fabric_core.testing.crashes import check_directory, fork_server
 from tests.helpers.processes import ROOT, run_script
 
 TRIALS = 20
@@ -54,33 +53,26 @@ def test_a_single_file_save_killed_at_random_moments_leaves_a_complete_checkpoin
     prepare = "PATH = 'ckpt.pt'\nfrom fabric_core import Fabric\n" + MODEL
     setup = "fabric = Fabric(accelerator='cpu', devices=1)\n"
     save = FILL + "fabric.save(PATH, {'model': model, 'step': step})\n"
-    rng = random.Random(11)
+
+    def check() -> str:
+        checkpoint = torch.load(tmp_path / "ckpt.pt", weights_only=True)  # always there: one atomic rename
+        _assert_consistent(checkpoint["model"], checkpoint["step"])
+        return "in place"
+
     with fork_server(tmp_path, prepare, setup, save, _env()) as server:
-        for trial in range(TRIALS):
-            outcome = server.trial(rng, longest=0.2)
-            assert outcome.leftovers_after_first_save == [], (trial, outcome)
-            checkpoint = torch.load(tmp_path / "ckpt.pt", weights_only=True)  # always there: one atomic rename
-            _assert_consistent(checkpoint["model"], checkpoint["step"])
+        server.trials(TRIALS, seed=11, longest=0.2, check=check)
     survivors = staging.leftovers(tmp_path / "ckpt.pt")
     print(f"{TRIALS} kills; leftovers of the last one before a next save: {len(survivors)}")
 
 
-def _check_directory(path: Path, read: str) -> str:
-    """The directory at ``path`` (recovered first if a kill left it missing) is whole; say how it was found."""
-    interrupted = [entry for entry in staging.leftovers(path) if entry.kind != "lock"]
-    how = "in place, a save interrupted" if interrupted else "in place, between saves"
-    if not path.exists():
-        recovered = staging.recover(path)
-        assert recovered is not None, sorted(p.name for p in path.parent.iterdir())
-        how = f"recovered from {recovered.name.split('.fabric-')[1].split('-')[0]}"
-    manifest.verify(path)
-    assert manifest.read_manifest(path) is not None
-    if read == "dcp":
-        output = path.parent / "consolidated.pt"
-        sharded_checkpoint.consolidate(path, output)
-        checkpoint = torch.load(output, weights_only=True)
-        _assert_consistent(checkpoint["model"], checkpoint["step"])
-        output.unlink()
+def _check_consolidated(path: Path) -> str:
+    """The directory at ``path`` is whole (recovered first if a kill left it missing), and its tensors agree."""
+    how = check_directory(path)
+    output = path.parent / "consolidated.pt"
+    sharded_checkpoint.consolidate(path, output)
+    checkpoint = torch.load(output, weights_only=True)
+    _assert_consistent(checkpoint["model"], checkpoint["step"])
+    output.unlink()
     return how
 
 
@@ -102,14 +94,8 @@ model = fabric.setup_module(model)
 @pytest.mark.timeout(300)
 def test_a_sharded_save_killed_at_random_moments_leaves_a_complete_checkpoint(tmp_path: Path) -> None:
     save = FILL + "fabric.save(PATH, {'model': model, 'step': step})\n"
-    rng = random.Random(12)
-    outcomes: dict[str, int] = {}
     with fork_server(tmp_path, FSDP_PREPARE, FSDP_SETUP, save, _env()) as server:
-        for trial in range(TRIALS):
-            outcome = server.trial(rng, longest=0.3)
-            assert outcome.leftovers_after_first_save == [], (trial, outcome)
-            how = _check_directory(tmp_path / "ckpt", read="dcp")
-            outcomes[how] = outcomes.get(how, 0) + 1
+        outcomes = server.trials(TRIALS, seed=12, longest=0.3, check=lambda: _check_consolidated(tmp_path / "ckpt"))
     print(f"{TRIALS} kills of a sharded save: {outcomes}")
 
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -38,10 +39,18 @@ from torch.distributed.checkpoint.state_dict_saver import save as dcp_save
 from torch.nn import Module
 from torch.optim import Optimizer
 
-from fabric_core.checkpoint_io import CheckpointError, CheckpointIO
+from fabric_core.checkpoint_io import CheckpointIO
 from fabric_core.strategies import dcp_reading, manifest, staging
-from fabric_core.strategies.checkpoint_state import apply_filter, warn_if_no_entry_matched, warn_if_no_key_matched
-from fabric_core.strategies.strategy import is_stateful
+from fabric_core.strategies.checkpoint_state import (
+    apply_filter,
+    check_missing,
+    is_stateful,
+    restore_into,
+    save_directory,
+    verify_directory,
+    warn_if_no_entry_matched,
+)
+from fabric_core.utilities.remote_paths import refuse_remote
 
 META_FILE = "fabric_meta.pt"
 # DCP's planner: "Size mismatch between saved torch.Size([8, 4]) and current: torch.Size([4, 4]) for model.0.weight"
@@ -64,7 +73,12 @@ def owner_of(optimizer: Optimizer, modules: Iterable[Module]) -> Module:
 
 
 def check_target(path: Path) -> None:
-    """Refuse to replace a directory that holds something other than a checkpoint."""
+    """Refuse a URL, and a directory that holds something other than a checkpoint (saving would replace it)."""
+    refuse_remote(
+        path,
+        f"fabric.save({str(path)!r}) with a sharded strategy",
+        "Save to a local or mounted directory and copy it to the store afterwards.",
+    )
     if path.is_dir() and not is_sharded_checkpoint(path) and any(path.iterdir()):
         raise IsADirectoryError(
             f"fabric.save({str(path)!r}): this path is a directory that is not a checkpoint and not empty; saving "
@@ -103,26 +117,38 @@ def save_sharded(
     meta = {key: apply_filter(key, obj.state_dict(), filter) for key, obj in stateful.items()}
     meta.update({key: apply_filter(key, value, filter) for key, value in plain.items()})
 
-    rank = dist.get_rank()
-    # Rank 0 locks the save as alive and names the staging folder every rank writes into.
-    own = staging.begin(path, directory=True) if rank == 0 else None
-    token = [own.token if own is not None else None]
-    dist.broadcast_object_list(token, src=0)
-    folder = staging.sibling(path, "staging", str(token[0]))
-    try:
-        barrier()
+    def write(folder: Path) -> None:
         dcp_save(tensors, checkpoint_id=folder)
-        if own is not None:
+        if dist.get_rank() == 0:
             CheckpointIO().save_checkpoint(meta, folder / META_FILE)
-        barrier()
-        if own is not None:
-            manifest.write_manifest(folder, strategy, dist.get_world_size())
-            own.commit()
-    except BaseException:
-        if own is not None:
-            own.abort()
-        raise
-    barrier()
+
+    save_directory(path, write, _ProcessGroup(barrier), strategy)
+
+
+@dataclass
+class _ProcessGroup:
+    """The default process group, as :func:`save_directory` and :func:`verify_directory` use a strategy."""
+
+    _barrier: Callable[[], None] | None = None
+
+    @property
+    def is_global_zero(self) -> bool:
+        return dist.get_rank() == 0
+
+    @property
+    def world_size(self) -> int:
+        return dist.get_world_size()
+
+    def broadcast(self, obj: Any, src: int = 0) -> Any:
+        box = [obj]
+        dist.broadcast_object_list(box, src=src)
+        return box[0]
+
+    def barrier(self, name: str | None = None) -> None:
+        if self._barrier is not None:
+            self._barrier()
+        else:
+            dist.barrier()
 
 
 def write_full(io: CheckpointIO, checkpoint: dict[str, Any], path: Path) -> None:
@@ -150,7 +176,7 @@ def load_sharded(path: Path, state: dict[str, Any] | None, strict: bool, weights
             f"{str(path)!r} is not a sharded checkpoint directory (no DCP .metadata file in it). Check the path; "
             "a single-file checkpoint loads the same way, by passing the file."
         )
-    _verify_on_rank_zero(path)  # before anything is read into the user's objects
+    verify_directory(path, _ProcessGroup())  # before anything is read into the user's objects
     # A DCP directory written by plain torch.distributed.checkpoint has no meta file.
     meta_path = path / META_FILE
     meta = CheckpointIO().load_checkpoint(meta_path, weights_only=weights_only) if meta_path.exists() else {}
@@ -164,14 +190,7 @@ def load_sharded(path: Path, state: dict[str, Any] | None, strict: bool, weights
     metadata = dcp_reading.read_metadata(path, weights_only)
     saved_keys = {key.split(".", 1)[0] for key in metadata.state_dict_metadata}
     available = saved_keys | set(meta)
-    missing = [key for key in state if key not in available]
-    if strict and missing:
-        raise KeyError(
-            f"The requested state contains keys {missing} that the checkpoint {str(path)!r} does not have (it has "
-            f"{sorted(available)}). Pass strict=False to load the keys that exist."
-        )
-    if not strict:
-        warn_if_no_key_matched(path, state, available)
+    check_missing(path, state, available, strict)
     tensors: dict[str, Any] = {}
     for key, module in modules.items():
         if key in saved_keys:
@@ -200,38 +219,23 @@ def load_sharded(path: Path, state: dict[str, Any] | None, strict: bool, weights
                 "from a different model). Pass strict=False to load the entries that exist."
             ) from err
         raise RuntimeError(f"Loading the sharded checkpoint {str(path)!r} failed: {str(err).splitlines()[0]}") from err
-    for key, module in modules.items():
-        if key in tensors:
-            if not strict:
-                saved = [name[len(key) + 1 :] for name in metadata.state_dict_metadata if name.startswith(f"{key}.")]
-                warn_if_no_entry_matched(module, tensors[key], saved)
-            set_model_state_dict(module, tensors[key], options=StateDictOptions(strict=strict))
-    for key, optimizer in optimizers.items():
-        if key in tensors:
-            set_optimizer_state_dict(owner_of(optimizer, modules.values()), optimizer, tensors[key])
-    for key, obj in stateful.items():
-        if key in meta:
-            obj.load_state_dict(meta.pop(key))
-    for key in plain:
-        if key in meta:
-            state[key] = meta.pop(key)
+
+    def load_module(module: Module, values: dict[str, Any]) -> None:
+        if not strict:
+            key = next(key for key, obj in modules.items() if obj is module)
+            saved = [name[len(key) + 1 :] for name in metadata.state_dict_metadata if name.startswith(f"{key}.")]
+            warn_if_no_entry_matched(module, values, saved)
+        set_model_state_dict(module, values, options=StateDictOptions(strict=strict))
+
+    def load_optimizer(optimizer: Optimizer, values: dict[str, Any]) -> None:
+        set_optimizer_state_dict(owner_of(optimizer, modules.values()), optimizer, values)
+
+    restore_into(state, tensors, load_module, load_optimizer)
+    restore_into(state, meta, load_module, keys=stateful.keys() | plain.keys())
     for key in list(meta):
         if key in state:
             meta.pop(key)
     return meta
-
-
-def _verify_on_rank_zero(path: Path) -> None:
-    """Check ``path`` against its manifest once (rank 0 reads every file) and raise the same error on every rank."""
-    problem: list[str | None] = [None]
-    if dist.get_rank() == 0:
-        try:
-            manifest.verify(path)
-        except CheckpointError as err:
-            problem = [str(err)]
-    dist.broadcast_object_list(problem, src=0)
-    if problem[0] is not None:
-        raise CheckpointError(problem[0])
 
 
 def full_state(state: dict[str, Any], filter: dict[str, Any] | None) -> dict[str, Any]:
@@ -254,31 +258,19 @@ def full_state(state: dict[str, Any], filter: dict[str, Any] | None) -> dict[str
 
 def load_full_into(checkpoint: dict[str, Any], state: dict[str, Any], strict: bool, path: Path) -> dict[str, Any]:
     """Restore sharded live objects from a full checkpoint held on every rank; return the rest."""
-    modules, optimizers, _, _ = _split(state)
-    missing = [key for key in state if key not in checkpoint]
-    if strict and missing:
-        raise KeyError(
-            f"The requested state contains keys {missing} that the checkpoint {str(path)!r} does not have (it has "
-            f"{sorted(checkpoint)}). Pass strict=False to load the keys that exist."
-        )
-    if not strict:
-        warn_if_no_key_matched(path, state, checkpoint)
+    modules, _, _, _ = _split(state)
+    check_missing(path, state, checkpoint, strict)
     options = StateDictOptions(full_state_dict=True, strict=strict)
-    for key, obj in list(state.items()):
-        if key not in checkpoint:
-            continue
-        value = checkpoint.pop(key)
-        if key in modules:
-            if not strict:
-                warn_if_no_entry_matched(obj, get_model_state_dict(obj), value)
-            set_model_state_dict(obj, value, options=options)
-        elif key in optimizers:
-            _load_full_optimizer(owner_of(obj, modules.values()), obj, value, options)
-        elif is_stateful(obj):
-            obj.load_state_dict(value)
-        else:
-            state[key] = value
-    return checkpoint
+
+    def load_module(module: Module, value: dict[str, Any]) -> None:
+        if not strict:
+            warn_if_no_entry_matched(module, get_model_state_dict(module), value)
+        set_model_state_dict(module, value, options=options)
+
+    def load_optimizer(optimizer: Optimizer, value: dict[str, Any]) -> None:
+        _load_full_optimizer(owner_of(optimizer, modules.values()), optimizer, value, options)
+
+    return restore_into(state, checkpoint, load_module, load_optimizer)
 
 
 def _load_full_optimizer(

@@ -23,7 +23,13 @@ from fabric_core.checkpoint_io import CheckpointIO
 from fabric_core.hookspecs import hookimpl
 from fabric_core.precision.precision import Precision
 from fabric_core.strategies._empty_init import EmptyInit
-from fabric_core.strategies.checkpoint_state import apply_filter, warn_if_no_entry_matched, warn_if_no_key_matched
+from fabric_core.strategies.checkpoint_state import (
+    apply_filter,
+    is_stateful,
+    load_file,
+    save_file,
+    warn_if_no_entry_matched,
+)
 from fabric_core.utilities.rank_zero import rank_zero_warn
 
 if TYPE_CHECKING:
@@ -31,8 +37,7 @@ if TYPE_CHECKING:
     from fabric_core.environments.cluster_environment import ClusterEnvironment
 
 
-def is_stateful(obj: object) -> bool:
-    return callable(getattr(obj, "state_dict", None)) and callable(getattr(obj, "load_state_dict", None))
+__all__ = ["Strategy", "is_stateful"]
 
 
 class Strategy(ABC):
@@ -284,13 +289,11 @@ class Strategy(ABC):
         filter: dict[str, Any] | None = None,
         storage_options: Any = None,
     ) -> None:
-        """Write ``state`` to one file; only global rank 0 writes.
+        """Write ``state`` to one file; only global rank 0 writes (see ``checkpoint_state.save_file``).
 
         :param storage_options: passed on to the checkpoint IO (Lightning's argument).
         """
-        checkpoint = self.convert_state(state, filter)
-        if self.is_global_zero:
-            self.checkpoint_io.save_checkpoint(checkpoint, path, storage_options=storage_options)
+        save_file(self, path, state, filter, storage_options)
 
     def load_checkpoint(
         self,
@@ -304,34 +307,7 @@ class Strategy(ABC):
         :param weights_only: ``None`` (the default) and ``True`` load with
             ``torch.load(weights_only=True)``; ``False`` unpickles anything (trusted files only).
         """
-        checkpoint = self.checkpoint_io.load_checkpoint(path, weights_only=weights_only)
-        if state is None:
-            return checkpoint
-        if isinstance(state, Module):
-            self.load_module_state_dict(state, checkpoint, strict=strict)
-            return {}
-        if isinstance(state, Optimizer):
-            state.load_state_dict(checkpoint)
-            return {}
-        missing = [key for key in state if key not in checkpoint]
-        if strict and missing:
-            raise KeyError(
-                f"The requested state contains keys {missing} that the checkpoint {str(path)!r} does not have "
-                f"(it has {sorted(checkpoint)}). Pass strict=False to load the keys that exist."
-            )
-        if not strict:
-            warn_if_no_key_matched(path, state, checkpoint)
-        for key, obj in list(state.items()):
-            if key not in checkpoint:
-                continue
-            value = checkpoint.pop(key)
-            if isinstance(obj, Module):
-                self.load_module_state_dict(obj, value, strict=strict)
-            elif is_stateful(obj):
-                obj.load_state_dict(value)
-            else:
-                state[key] = value
-        return checkpoint
+        return load_file(self, path, state, strict, weights_only)
 
     def recover_checkpoint(self, path: str | Path) -> None:
         """Before a load: if ``path`` is missing because a save crashed mid-swap, put its newest complete copy back.
@@ -341,6 +317,13 @@ class Strategy(ABC):
         swap directories in (two renames) calls this first in its collective load; a single
         file is replaced in one atomic rename and never needs it.
         """
+        from fabric_core.utilities.remote_paths import refuse_remote
+
+        refuse_remote(
+            path,
+            f"fabric.load({str(path)!r}) with {type(self).__name__}",
+            "Copy the checkpoint to a local or mounted path and load it from there.",
+        )
         path = Path(path)
         if self.is_global_zero:
             from fabric_core.strategies import staging

@@ -14,13 +14,14 @@ travels as DeepSpeed's *client state* inside the model-states file. Layout::
       zero_to_fp32.py            DeepSpeed's own consolidation script
 
 With several models (a GAN), each gets the tag ``checkpoint-<key>``, after its key in the
-state. Saving is atomic: the ranks write a hidden staging folder beside ``path``; once all of
-them are done, rank 0 writes ``fabric_manifest.json`` (sizes and checksums of every file, see
-:mod:`fabric_core.strategies.manifest`) and swaps the folder into place with
-:mod:`fabric_core.strategies.staging`, which also recovers a path left missing by a crash
-mid-swap and removes the leftovers of crashed saves. A load checks the manifest before it
-restores anything. A state without any DeepSpeed model is saved as one file,
-as the DDP strategy does.
+state. Saving and loading are made of fabric-core's checkpoint toolkit
+(:mod:`fabric_core.strategies.checkpoint_state`): the ranks write a hidden staging folder
+beside ``path``; once all of them are done, rank 0 writes ``fabric_manifest.json`` (sizes and
+checksums of every file) and swaps the folder into place (``save_directory``); a load recovers
+a path left missing by a crash mid-swap, checks the manifest before it restores anything
+(``verify_directory``) and restores the client state with ``check_missing``/``restore_into``.
+A state without any DeepSpeed model is saved as one file (``save_file``), as the DDP strategy
+does.
 
 A user key that DeepSpeed uses itself (``module``, ``optimizer``, ``global_steps``, ...) is
 refused: DeepSpeed would overwrite it, or drop it on load. Loading reads with DeepSpeed's
@@ -30,16 +31,25 @@ objects that ``torch.load(weights_only=True)`` would refuse.
 
 from __future__ import annotations
 
+import importlib
 import json
+import pickle
 import re
 from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
-from fabric_core.checkpoint_io import CheckpointError
-from fabric_core.strategies import manifest, staging
-from fabric_core.strategies.strategy import is_stateful
+from fabric_core.checkpoint_io import damaged, holds_code, refusal
+from fabric_core.strategies.checkpoint_state import (
+    check_missing,
+    load_file,
+    restore_into,
+    save_directory,
+    save_file,
+    verify_directory,
+)
+from fabric_core.utilities.remote_paths import is_remote, refuse_remote
 from torch.nn import Module
 from torch.optim import Optimizer
 
@@ -105,7 +115,7 @@ def _engines_in(strategy: DeepSpeedStrategy, state: dict[str, Any]) -> list[tupl
     found = []
     for key, obj in state.items():
         if isinstance(obj, Module):
-            for record in strategy._records:
+            for record in strategy.records:
                 if obj is record.module or obj is record.engine:
                     found.append((key, record))
     return found
@@ -134,7 +144,7 @@ def _client_state(
             continue
         if any(record.owns(obj) for _, record in engines):
             continue  # the engine saves it, partitioned as ZeRO keeps it
-        if any(record.owns(obj) for record in strategy._records):
+        if any(record.owns(obj) for record in strategy.records):
             raise ValueError(
                 f"fabric.save(): state[{key!r}] is the optimizer of a DeepSpeed model that is not in the state. "
                 "DeepSpeed saves an optimizer together with its model: add the model to the state too."
@@ -151,37 +161,37 @@ def _client_state(
     return converted
 
 
-def save(strategy: DeepSpeedStrategy, path: Path, state: dict[str, Any], filter: dict[str, Any] | None) -> None:
-    """Write ``state`` to the directory ``path`` (every rank takes part)."""
+def save(strategy: DeepSpeedStrategy, path: str | Path, state: dict[str, Any], filter: dict[str, Any] | None) -> None:
+    """Write ``state`` to the directory ``path`` (every rank takes part); a state without models to one file."""
     engines = _engines_in(strategy, state)
     if not engines:
-        strategy._base_save_checkpoint(path, state, filter)
+        strategy.ensure_every_rank_saves(path)
+        save_file(strategy, path, state, filter)
         return
+    refuse_remote(
+        path,
+        f"fabric.save({str(path)!r}) of a DeepSpeed model",
+        "Save to a local or mounted directory and copy it to the store afterwards.",
+    )
     if filter is not None:
         raise ValueError(
             f"fabric.save(filter=...) cannot run with strategy={strategy.name!r}: DeepSpeed writes each model and "
             "its optimizer shards whole. Save without filter, and consolidate the weights afterwards with "
-            "`fabric-deepspeed consolidate`."
+            "`fabric consolidate`."
         )
     client = _client_state(strategy, state, engines)
     tags = _tags(engines)
+    first = next(iter(tags))
 
-    # Rank 0 locks the save as alive and names the staging folder every rank writes into.
-    own = staging.begin(Path(path), directory=True) if strategy.is_global_zero else None
-    path, token = strategy.broadcast((str(path), own.token if own is not None else ""))
-    target = Path(path)
-    partial = staging.sibling(target, "staging", token)
-    try:
-        strategy.barrier("fabric_deepspeed.save.start")
-        first = next(iter(tags))
+    def write(folder: Path) -> None:
         for key, record in engines:
             record.engine.save_checkpoint(
-                str(partial),
+                str(folder),
                 tag=tags[key],
                 client_state=client if key == first else {},
                 exclude_frozen_parameters=strategy.exclude_frozen_parameters,
             )
-        if own is not None:
+        if strategy.is_global_zero:
             metadata = {
                 "format": 1,
                 "tags": tags,
@@ -189,15 +199,10 @@ def save(strategy: DeepSpeedStrategy, path: Path, state: dict[str, Any], filter:
                 "zero_stage": strategy.zero_stage,
                 "world_size": strategy.world_size,
             }
-            (partial / METADATA_FILE).write_text(json.dumps(metadata, indent=2) + "\n")
-        strategy.barrier("fabric_deepspeed.save.written")
-        if own is not None:
-            manifest.write_manifest(partial, strategy.name, strategy.world_size)  # last: the save is complete
-            own.commit()
-    except BaseException:
-        if own is not None:
-            own.abort()
-        raise
+            (folder / METADATA_FILE).write_text(json.dumps(metadata, indent=2) + "\n")
+
+    # Every rank writes into the staging folder rank 0 names beside rank 0's path.
+    save_directory(Path(strategy.broadcast(str(path))), write, strategy, strategy.name)
 
 
 # -- loading --------------------------------------------------------------------------------------
@@ -231,18 +236,48 @@ def check_safe(files: Iterable[Path]) -> None:
 
     DeepSpeed's own loader unpickles everything; this scan reads only each file's pickle
     header, not its tensors. DeepSpeed's own data classes (:data:`DEEPSPEED_CHECKPOINT_GLOBALS`)
-    are allowed.
+    are allowed. A refused file raises fabric-core's :class:`~fabric_core.checkpoint_io.UnsafeCheckpointError`,
+    worded as for every other format.
     """
     from torch.serialization import get_unsafe_globals_in_checkpoint
 
     for file in files:
-        unsafe = set(get_unsafe_globals_in_checkpoint(file)) - DEEPSPEED_CHECKPOINT_GLOBALS
+        try:
+            unsafe = set(get_unsafe_globals_in_checkpoint(file)) - DEEPSPEED_CHECKPOINT_GLOBALS
+        except (RuntimeError, ValueError, OSError, EOFError, pickle.UnpicklingError) as err:
+            raise damaged(file, err) from err
         if unsafe:
-            raise RuntimeError(
-                f"fabric.load(): {str(file)!r} holds pickled objects that weights_only=True refuses to load "
-                f"({', '.join(sorted(unsafe))}). If you trust this checkpoint, pass fabric.load(..., "
-                "weights_only=False)."
-            )
+            raise holds_code(file, sorted(unsafe)[0])
+
+
+def load_model_states(file: Path, weights_only: bool) -> dict[str, Any]:
+    """Read a model-states file; with ``weights_only`` through torch's restricted unpickler.
+
+    Only tensors, plain values and DeepSpeed's own data classes load; a file holding anything
+    else raises :class:`~fabric_core.checkpoint_io.UnsafeCheckpointError` and nothing in it runs.
+    """
+    if not weights_only:
+        return torch.load(file, map_location="cpu", weights_only=False)  # type: ignore[no-any-return]
+    try:
+        with torch.serialization.safe_globals(_deepspeed_classes()):
+            loaded = torch.load(file, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as err:
+        raise refusal(file, err) from err
+    except (RuntimeError, EOFError, ValueError, OSError) as err:
+        raise damaged(file, err) from err
+    return dict(loaded)
+
+
+def _deepspeed_classes() -> list[Any]:
+    """The classes named in :data:`DEEPSPEED_CHECKPOINT_GLOBALS` that this DeepSpeed version has."""
+    found = []
+    for name in sorted(DEEPSPEED_CHECKPOINT_GLOBALS):
+        module_name, _, attribute = name.rpartition(".")
+        try:
+            found.append(getattr(importlib.import_module(module_name), attribute))
+        except (ImportError, AttributeError):
+            continue  # an older or newer DeepSpeed without it: its files do not hold it either
+    return found
 
 
 def _choose_tags(path: Path, metadata: dict[str, Any], engines: list[tuple[str, EngineRecord]]) -> dict[str, str]:
@@ -267,18 +302,20 @@ def _choose_tags(path: Path, metadata: dict[str, Any], engines: list[tuple[str, 
 
 def load(
     strategy: DeepSpeedStrategy,
-    path: Path,
+    path: str | Path,
     state: dict[str, Any] | Module | Optimizer | None,
     *,
     strict: bool,
     weights_only: bool,
 ) -> dict[str, Any]:
     """Restore ``state`` from ``path``; return the client state that ``state`` did not ask for."""
+    if is_remote(path):
+        return _load_file(strategy, path, state, strict, weights_only)  # one file; a folder is refused there
     path = Path(strategy.broadcast(str(path)))
     strategy.recover_checkpoint(path)  # a save that crashed between its two renames left path missing
     if not path.is_dir():
         return _load_file(strategy, path, state, strict, weights_only)
-    _verify_on_rank_zero(strategy, path)  # before anything is read into the user's objects
+    verify_directory(path, strategy)  # before anything is read into the user's objects
     metadata = read_metadata(path)
     if isinstance(state, Optimizer):
         raise NotImplementedError(
@@ -293,11 +330,7 @@ def load(
         _load_engines(strategy, path, metadata, state, engines, strict=strict, weights_only=weights_only)
         return {}
     if state is None:
-        file = _model_states_file(path, str(metadata["client_state"]))
-        if weights_only:
-            check_safe([file])
-        # Checked above: only tensors, plain values and DeepSpeed's own data classes.
-        checkpoint = torch.load(file, map_location="cpu", weights_only=False)
+        checkpoint = load_model_states(_model_states_file(path, str(metadata["client_state"])), weights_only)
         return {key: value for key, value in checkpoint.items() if key not in RESERVED_KEYS}
 
     engines = _engines_in(strategy, state)
@@ -313,37 +346,12 @@ def load(
     wanted = [
         key for key, obj in state.items() if key not in models and not any(record.owns(obj) for _, record in engines)
     ]
-    missing = [key for key in wanted if key not in client]
-    if strict and missing:
-        raise KeyError(
-            f"The requested state contains keys {missing} that the checkpoint {str(path)!r} does not have (it has "
-            f"{sorted(client)} besides the models). Pass strict=False to load the keys that exist."
-        )
-    for key in wanted:
-        if key not in client:
-            continue
-        value = client.pop(key)
-        obj = state[key]
-        if isinstance(obj, Module):
-            strategy.load_module_state_dict(obj, value, strict=strict)
-        elif is_stateful(obj):
-            obj.load_state_dict(value)
-        else:
-            state[key] = value
-    return client
+    check_missing(path, wanted, client, strict, besides=" besides the models")
 
+    def load_module(module: Module, value: dict[str, Any]) -> None:
+        strategy.load_module_state_dict(module, value, strict=strict)
 
-def _verify_on_rank_zero(strategy: DeepSpeedStrategy, path: Path) -> None:
-    """Check ``path`` against its manifest once (rank 0 reads every file); raise the same error on every rank."""
-    problem = None
-    if strategy.is_global_zero:
-        try:
-            manifest.verify(path)
-        except CheckpointError as err:
-            problem = str(err)
-    problem = strategy.broadcast(problem)
-    if problem is not None:
-        raise CheckpointError(problem)
+    return restore_into(state, client, load_module, keys=wanted)
 
 
 def _load_engines(
@@ -389,18 +397,18 @@ def _load_engines(
 
 def _load_file(
     strategy: DeepSpeedStrategy,
-    path: Path,
+    path: str | Path,
     state: dict[str, Any] | Module | Optimizer | None,
     strict: bool,
     weights_only: bool,
 ) -> dict[str, Any]:
     """A single file (consolidated weights, or a state without models): load it as the DDP strategy does."""
-    if any(record.owns(state) for record in strategy._records):
+    if any(record.owns(state) for record in strategy.records):
         raise NotImplementedError(
             f"fabric.load_raw({str(path)!r}, optimizer): DeepSpeed keeps the optimizer state inside its engine, "
             "partitioned; it cannot be loaded from a plain optimizer state dict."
         )
-    return strategy._base_load_checkpoint(path, state, strict, weights_only)
+    return load_file(strategy, path, state, strict, weights_only)
 
 
 def load_full_weights(

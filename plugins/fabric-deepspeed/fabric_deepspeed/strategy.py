@@ -421,6 +421,11 @@ class DeepSpeedStrategy(DDPStrategy):
         return [record.engine for record in self._records]
 
     @property
+    def records(self) -> tuple[EngineRecord, ...]:
+        """Each engine set up so far with the user's model and optimizer it was made from, in order."""
+        return tuple(self._records)
+
+    @property
     def model(self) -> Any:
         """The engine set up last (Lightning's ``strategy.model``), or ``None``."""
         return self._records[-1].engine if self._records else None
@@ -618,7 +623,7 @@ class DeepSpeedStrategy(DDPStrategy):
                 f"DeepSpeedStrategy.save_checkpoint(storage_options={storage_options!r}): DeepSpeed writes local "
                 "files and takes no storage options. Drop the argument."
             )
-        save(self, Path(path), state, filter)
+        save(self, path, state, filter)
 
     def load_checkpoint(
         self,
@@ -629,13 +634,7 @@ class DeepSpeedStrategy(DDPStrategy):
     ) -> dict[str, Any]:
         from fabric_deepspeed.checkpoint import load
 
-        return load(self, Path(path), state, strict=strict, weights_only=weights_only is not False)
-
-    def _base_save_checkpoint(self, path: Any, state: dict[str, Any], filter: dict[str, Any] | None) -> None:
-        super().save_checkpoint(path, state, filter=filter)
-
-    def _base_load_checkpoint(self, path: Any, state: Any, strict: bool, weights_only: bool) -> dict[str, Any]:
-        return super().load_checkpoint(path, state, strict=strict, weights_only=weights_only)
+        return load(self, path, state, strict=strict, weights_only=weights_only is not False)
 
     # -- the end ----------------------------------------------------------------------------------
 
