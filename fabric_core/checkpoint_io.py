@@ -10,6 +10,7 @@ that is damaged.
 from __future__ import annotations
 
 import errno
+import io
 import os
 import pickle
 import pickletools
@@ -20,6 +21,8 @@ from pathlib import Path
 from typing import Any
 
 import torch
+
+from fabric_core.utilities.remote_paths import as_checkpoint_path, filesystem
 
 # torch words a refused global in two ways, depending on whether its module is blocked outright.
 _REFUSED_GLOBAL = re.compile(r"(?:Unsupported global: GLOBAL|unsupported GLOBAL) ([\w.]+)")
@@ -81,14 +84,16 @@ def refusal(path: str | Path, err: BaseException, data: bytes | None = None) -> 
     )
 
 
-def _pickle_bytes(path: Path) -> bytes | None:
+def _pickle_bytes(source: Path | io.BytesIO) -> bytes | None:
     """The pickle inside a ``torch.save`` zip archive, or the start of a legacy/plain pickle file."""
     try:
-        with zipfile.ZipFile(path) as archive:
+        with zipfile.ZipFile(source) as archive:
             name = next(n for n in archive.namelist() if n.endswith("/data.pkl") or n == "data.pkl")
             return archive.read(name)
     except (zipfile.BadZipFile, StopIteration, OSError):
-        return path.read_bytes() if path.is_file() else None
+        if isinstance(source, io.BytesIO):
+            return source.getvalue()
+        return source.read_bytes() if source.is_file() else None
 
 
 def _pickle_outline(data: bytes) -> tuple[int, list[str]]:
@@ -134,6 +139,10 @@ class CheckpointIO:
     never half of one; the next save removes what crashed saves left behind (see
     :mod:`fabric_core.strategies.staging`). Loads use ``weights_only=True`` unless the
     caller opts out.
+
+    A URL (``memory://``, ``s3://``, ...; see :mod:`fabric_core.utilities.remote_paths`) is
+    written and read through fsspec: in one stream, atomic only as far as the store makes a
+    closed file appear whole. ``file://`` URLs are local paths.
     """
 
     def save_checkpoint(self, checkpoint: dict[str, Any], path: str | Path, storage_options: Any = None) -> None:
@@ -150,7 +159,10 @@ class CheckpointIO:
             )
         from fabric_core.strategies import staging as staging_  # imports this module: not at the top
 
-        path = Path(path)
+        path = as_checkpoint_path(path)
+        if not isinstance(path, Path):
+            _save_remote(checkpoint, path)
+            return
         _check_destination(path)
         staging = staging_.begin(path, directory=False)
         temporary = staging.location
@@ -176,7 +188,9 @@ class CheckpointIO:
             tensors, containers and plain values are unpickled unless the caller opts out.
         """
         weights_only = True if weights_only is None else weights_only
-        path = Path(path)
+        path = as_checkpoint_path(path)
+        if not isinstance(path, Path):
+            return _load_remote(path, map_location, weights_only)
         if not path.exists():
             from fabric_core.strategies.staging import missing_message
 
@@ -186,24 +200,64 @@ class CheckpointIO:
                 f"Checkpoint path {str(path)!r} is a directory, but this strategy reads single-file "
                 "checkpoints. Point to the file, or load it with the strategy that wrote it."
             )
-        try:
-            checkpoint = torch.load(path, map_location=map_location, weights_only=weights_only)
-        except pickle.UnpicklingError as err:
-            raise (refusal(path, err) if weights_only else damaged(path, err)) from err
-        except (RuntimeError, EOFError, ValueError, OSError, KeyError, IndexError) as err:
-            raise damaged(path, err) from err
-        if not isinstance(checkpoint, dict):
-            raise CheckpointError(
-                f"Checkpoint {str(path)!r} holds a {type(checkpoint).__name__}, not a dict of state. "
-                "Use fabric.load_raw() for a bare state dict saved with torch.save."
-            )
-        return checkpoint
+        return _torch_load(path, path, map_location, weights_only)
 
     def remove_checkpoint(self, path: str | Path) -> None:
-        Path(path).unlink(missing_ok=True)
+        path = as_checkpoint_path(path)
+        if isinstance(path, Path):
+            path.unlink(missing_ok=True)
+            return
+        fs, inner = filesystem(path, f"remove_checkpoint({path!r})")
+        if fs.exists(inner):
+            fs.rm(inner)
 
     def teardown(self) -> None:
         """Release resources (nothing for plain files)."""
+
+
+def _save_remote(checkpoint: dict[str, Any], url: str) -> None:
+    """Write ``checkpoint`` to a URL in one stream (no staging: the store decides when the file appears)."""
+    fs, inner = filesystem(url, f"fabric.save({url!r})")
+    if fs.isdir(inner):
+        raise IsADirectoryError(
+            f"fabric.save({url!r}): this URL is a directory, and a single-file checkpoint cannot replace it. Save to "
+            "a file path under it instead."
+        )
+    fs.makedirs(fs._parent(inner), exist_ok=True)
+    with fs.open(inner, "wb") as file:
+        torch.save(checkpoint, file)
+
+
+def _load_remote(url: str, map_location: Any, weights_only: bool) -> dict[str, Any]:
+    fs, inner = filesystem(url, f"fabric.load({url!r})")
+    if not fs.exists(inner):
+        raise FileNotFoundError(f"Checkpoint file not found: {url!r}. Check the URL.")
+    if fs.isdir(inner):
+        raise IsADirectoryError(
+            f"Checkpoint URL {url!r} is a directory, but only single-file checkpoints load from URLs. Point to the "
+            "file, or copy a directory checkpoint to local disk and load it from there."
+        )
+    with fs.open(inner, "rb") as file:
+        data = io.BytesIO(file.read())  # torch.load needs to seek; a remote stream may not
+    return _torch_load(data, url, map_location, weights_only)
+
+
+def _torch_load(source: Path | io.BytesIO, shown: str | Path, map_location: Any, weights_only: bool) -> dict[str, Any]:
+    """``torch.load`` with fabric-core's errors: code, protocol or damage, and "not a dict"."""
+    try:
+        checkpoint = torch.load(source, map_location=map_location, weights_only=weights_only)
+    except pickle.UnpicklingError as err:
+        if not weights_only:
+            raise damaged(shown, err) from err
+        raise refusal(shown, err, _pickle_bytes(source)) from err
+    except (RuntimeError, EOFError, ValueError, OSError, KeyError, IndexError) as err:
+        raise damaged(shown, err) from err
+    if not isinstance(checkpoint, dict):
+        raise CheckpointError(
+            f"Checkpoint {str(shown)!r} holds a {type(checkpoint).__name__}, not a dict of state. "
+            "Use fabric.load_raw() for a bare state dict saved with torch.save."
+        )
+    return checkpoint
 
 
 def _check_destination(path: Path) -> None:

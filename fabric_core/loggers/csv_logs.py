@@ -1,4 +1,9 @@
-"""Metrics to a CSV file: ``root_dir/name/version_N/metrics.csv`` (Lightning's layout)."""
+"""Metrics to a CSV file: ``root_dir/name/version_N/metrics.csv`` (Lightning's layout).
+
+``root_dir`` may be a URL (``memory://``, ``s3://``, ...; :mod:`fabric_core.utilities.remote_paths`):
+the files are then written through fsspec, each flush rewriting ``metrics.csv`` whole (object
+stores cannot append).
+"""
 
 from __future__ import annotations
 
@@ -19,6 +24,7 @@ from fabric_core import _logging
 from fabric_core.loggers.logger import Logger, next_version
 from fabric_core.utilities.apply_func import convert_tensors_to_scalars
 from fabric_core.utilities.rank_zero import rank_zero_only, rank_zero_warn
+from fabric_core.utilities.remote_paths import filesystem, is_remote
 
 _PLAIN_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _YAML_WORDS = {"y", "n", "yes", "no", "true", "false", "on", "off", "null"}
@@ -43,7 +49,7 @@ class CSVLogger(Logger):
     again) gets a warning when the first row or hyperparameter is logged, and its old
     ``metrics.csv`` is replaced, never continued: rows of two runs never mix.
 
-    :param root_dir: the folder for all experiments.
+    :param root_dir: the folder for all experiments: a path, or a URL that fsspec opens.
     :param name: the experiment's folder under ``root_dir`` (``""`` or ``None`` for none).
     :param version: an int (folder ``version_N``) or a folder name; when omitted, the next
         free number after the existing ``version_N`` folders.
@@ -69,6 +75,12 @@ class CSVLogger(Logger):
         if version is not None and (isinstance(version, bool) or not isinstance(version, (int, str))):
             raise TypeError(f"CSVLogger(version={version!r}): expected an int, a folder name or None.")
         self._root_dir = os.fspath(root_dir)
+        #: the fsspec file system of a URL ``root_dir`` (``None`` for local folders)
+        self._fs: Any = (
+            filesystem(self._root_dir, f"CSVLogger(root_dir={self._root_dir!r})")[0]
+            if is_remote(self._root_dir)
+            else None
+        )
         self._name = name or ""
         self._version = version
         self._prefix = prefix
@@ -109,7 +121,16 @@ class CSVLogger(Logger):
         return self
 
     def _next_version(self) -> int:
-        return next_version(Path(self._root_dir, self._name))
+        if self._fs is None:
+            return next_version(Path(self._root_dir, self._name))
+        folder = os.path.join(self._root_dir, self._name)
+        names = (
+            [entry.rstrip("/").rsplit("/", 1)[-1] for entry in self._fs.ls(folder, detail=False)]
+            if (self._fs.isdir(folder))
+            else []
+        )
+        found = [int(name[len("version_") :]) for name in names if re.fullmatch(r"version_\d+", name)]
+        return max(found) + 1 if found else 0
 
     @rank_zero_only
     def log_hyperparams(self, params: dict[str, Any] | Namespace | None = None, *args: Any, **kwargs: Any) -> None:
@@ -123,9 +144,15 @@ class CSVLogger(Logger):
         values = vars(params) if isinstance(params, Namespace) else dict(params)
         self._hparams.update(values)
         self._metrics_file()  # the first write into the version folder checks what is there
-        os.makedirs(self.log_dir, exist_ok=True)
         lines = [f"{_yaml_key(str(key))}: {_yaml_value(value)}\n" for key, value in self._hparams.items()]
-        with open(os.path.join(self.log_dir, self.HPARAMS_FILE), "w", encoding="utf-8") as file:
+        path = os.path.join(self.log_dir, self.HPARAMS_FILE)
+        if self._fs is not None:
+            self._fs.makedirs(self.log_dir, exist_ok=True)
+            with self._fs.open(path, "w", encoding="utf-8") as remote:
+                remote.writelines(lines)
+            return
+        os.makedirs(self.log_dir, exist_ok=True)
+        with open(path, "w", encoding="utf-8") as file:
             file.writelines(lines)
 
     @rank_zero_only
@@ -151,7 +178,8 @@ class CSVLogger(Logger):
         if self._file is None:
             self._check_log_dir()
             # Absolute, so that rows flushed later (at exit, after a chdir) land in the same file.
-            self._file = _MetricsFile(os.path.abspath(self.metrics_file_path))
+            path = self.metrics_file_path if self._fs is not None else os.path.abspath(self.metrics_file_path)
+            self._file = _MetricsFile(path, self._fs)
             # Buffered rows survive a Fabric that is never torn down: they are written when this
             # logger is garbage-collected, or at interpreter exit.
             weakref.finalize(self, _flush_at_exit, self._file)
@@ -160,14 +188,20 @@ class CSVLogger(Logger):
     def _check_log_dir(self) -> None:
         """Warn when the version folder holds files already, and drop its old ``metrics.csv``."""
         log_dir = self.log_dir
-        if os.path.isdir(log_dir) and os.listdir(log_dir):
+        if self._fs is not None:
+            used = self._fs.isdir(log_dir) and bool(self._fs.ls(log_dir, detail=False))
+        else:
+            used = os.path.isdir(log_dir) and bool(os.listdir(log_dir))
+        if used:
             rank_zero_warn(
                 f"CSVLogger: the log folder {log_dir!r} exists and is not empty (version={self.version!r} was used "
                 "before). Its metrics.csv is replaced by this run's; use a new version (or version=None for the next "
                 "free one) to keep it."
             )
             metrics = os.path.join(log_dir, self.METRICS_FILE)
-            if os.path.isfile(metrics):
+            if self._fs is not None and self._fs.isfile(metrics):
+                self._fs.rm(metrics)
+            elif self._fs is None and os.path.isfile(metrics):
                 os.remove(metrics)
 
     @rank_zero_only
@@ -194,14 +228,18 @@ class _MetricsFile:
     write the rows after the logger itself is gone.
     """
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, fs: Any = None) -> None:
         self.path = path
+        self.fs = fs  # an fsspec file system for a URL, else None
         self.columns: list[str] = []  # the header of the file, as written
         self.rows: list[dict[str, Any]] = []
 
     def flush(self) -> None:
         """Append the buffered rows; rewrite the file when they bring columns its header lacks."""
         if not self.rows:
+            return
+        if self.fs is not None:
+            self._rewrite_remote()
             return
         os.makedirs(os.path.dirname(self.path), exist_ok=True)
         exists = os.path.isfile(self.path)
@@ -222,6 +260,21 @@ class _MetricsFile:
                 writer.writeheader()
                 writer.writerows(earlier + self.rows)
             os.replace(partial, self.path)
+        self.columns = columns
+        self.rows = []
+
+    def _rewrite_remote(self) -> None:
+        """Write the file whole again, earlier rows first: object stores cannot append."""
+        earlier: list[dict[str, Any]] = []
+        if self.fs.isfile(self.path):
+            with self.fs.open(self.path, "r", newline="", encoding="utf-8") as file:
+                earlier = list(csv.DictReader(file))
+        columns = sorted(dict.fromkeys([*self.columns, *(key for row in earlier + self.rows for key in row)]))
+        self.fs.makedirs(os.path.dirname(self.path), exist_ok=True)
+        with self.fs.open(self.path, "w", newline="", encoding="utf-8") as file:
+            writer = csv.DictWriter(file, fieldnames=columns)
+            writer.writeheader()
+            writer.writerows(earlier + self.rows)
         self.columns = columns
         self.rows = []
 
