@@ -64,7 +64,7 @@ def report() -> dict[str, Any]:
         )
     records = [record.as_dict() for record in found.records]
     for record in records:
-        if record["status"] in ("failed", "incompatible"):
+        if record["status"] in ("failed", "incompatible", "refused"):
             problems.append(f"{record['distribution']} {record['version']} is {record['status']}: {record['reason']}")
     for registry in found.registries.values():
         for name, entries in registry.conflicts.items():
