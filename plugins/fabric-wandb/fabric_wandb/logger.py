@@ -222,7 +222,7 @@ class WandbLogger(Logger):
         tensors and NumPy values become numbers or lists; functions and classes their name.
         """
         if params is not None:
-            self.experiment.config.update(config_values(params), allow_val_change=True)
+            self.experiment.config.update(config_values(params), allow_val_change=True)  # type: ignore[no-untyped-call]
 
     @rank_zero_only
     def log_table(
