@@ -66,6 +66,8 @@ def test_log_model_all_logs_each_checkpoint_when_it_is_written(
     assert store(save_dir).artifacts(logger.run_id) == ["run-a/model/checkpoints/step-1/step-1.ckpt"]
     assert _download(logger, "run-a/model/checkpoints/step-1/step-1.ckpt", tmp_path)["step"] == 1
     fabric.save(tmp_path / "step-2.ckpt", {"model": model, "step": 2})
+    fabric.save(tmp_path / "step-1.ckpt", {"model": model, "step": 3})  # the same path again: replaced
+    assert _download(logger, "run-a/model/checkpoints/step-1/step-1.ckpt", tmp_path)["step"] == 3
     logger.finalize("success")
     assert store(save_dir).artifacts(logger.run_id) == [
         "run-a/model/checkpoints/step-1/step-1.ckpt",
