@@ -30,8 +30,8 @@ def _without_addons(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
 @pytest.fixture
 def fresh_discovery() -> Iterator[None]:
     """Forget cached discovery before and after the test (for tests that change switches or sys.path)."""
-    from fabric_core import _discovery
+    from fabric_core import discovery
 
-    _discovery.reset()
+    discovery.reset()
     yield
-    _discovery.reset()
+    discovery.reset()

@@ -92,7 +92,7 @@ def isolated_environment(monkeypatch: pytest.MonkeyPatch, *, autoload: bool) -> 
             with isolated_environment(monkeypatch, autoload=True):
                 yield
     """
-    from fabric_core import _discovery
+    from fabric_core import discovery
     from fabric_core.utilities.rank_zero import rank_zero_only
 
     for name in list(os.environ):
@@ -101,8 +101,8 @@ def isolated_environment(monkeypatch: pytest.MonkeyPatch, *, autoload: bool) -> 
     if not autoload:
         monkeypatch.setenv("FABRIC_DISABLE_PLUGIN_AUTOLOAD", "1")
     monkeypatch.setattr(rank_zero_only, "rank", 0, raising=False)
-    _discovery.reset()
+    discovery.reset()
     try:
         yield
     finally:
-        _discovery.reset()
+        discovery.reset()

@@ -31,7 +31,7 @@ from fabric_core.testing.distributions import COMPATIBLE, FakeSite
 from fabric_core.testing.environ import clean_environment
 
 if TYPE_CHECKING:
-    from fabric_core._discovery import Discovery, PluginRecord
+    from fabric_core.discovery import Discovery, PluginRecord
 
 __all__ = ["PluginSandbox"]
 
@@ -172,9 +172,9 @@ class PluginSandbox:
 
     def discover(self) -> Discovery:
         """What discovery finds now (it runs again after every change made here)."""
-        from fabric_core import _discovery
+        from fabric_core import discovery
 
-        return _discovery.discover()
+        return discovery.discover()
 
     def record(self, distribution: str, entry_point: str | None = None) -> PluginRecord:
         """Discovery's record of an entry point of ``distribution`` (its only one, when ``entry_point`` is None).
@@ -208,14 +208,14 @@ class PluginSandbox:
 
     def close(self) -> None:
         """Forget the registered modules and the cached discovery (the fixture calls this)."""
-        from fabric_core import _discovery
+        from fabric_core import discovery
 
         for name, module in self._in_memory.items():
             if sys.modules.get(name) is module:
                 del sys.modules[name]
         self._in_memory.clear()
         self.site.close()
-        _discovery.reset()
+        discovery.reset()
 
     # -- internals ---------------------------------------------------------------------------
 
@@ -249,7 +249,7 @@ class PluginSandbox:
 
     def _apply_switches(self) -> None:
         """Set the switches so that the selected distributions load, keeping the test's choice for the rest."""
-        from fabric_core import _discovery
+        from fabric_core import discovery
 
         if self._switches_found is None:
             self._switches_found = (_switched_on(os.environ.get(_DISABLE)), os.environ.get(_ALLOW))
@@ -265,4 +265,4 @@ class PluginSandbox:
         if names:
             self._monkeypatch.delenv(_DISABLE, raising=False)
             self._monkeypatch.setenv(_ALLOW, ",".join(dict.fromkeys(names)))
-        _discovery.reset()
+        discovery.reset()

@@ -60,7 +60,7 @@ def test_with_autoload_off_only_the_registered_add_on_loads(fabric_plugins: Plug
 
 
 def test_a_registered_module_is_forgotten_after_the_test(monkeypatch: pytest.MonkeyPatch, tmp_path: object) -> None:
-    from fabric_core import _discovery
+    from fabric_core import discovery
 
     with monkeypatch.context() as patch:
         sandbox = PluginSandbox(tmp_path / "site", patch)  # type: ignore[operator]
@@ -68,7 +68,7 @@ def test_a_registered_module_is_forgotten_after_the_test(monkeypatch: pytest.Mon
         assert "fabric_forgotten" in sys.modules
         sandbox.close()
     assert "fabric_forgotten" not in sys.modules
-    assert not _discovery.discover().records_for("fabric-forgotten")
+    assert not discovery.discover().records_for("fabric-forgotten")
     with pytest.raises(ValueError, match="Unknown strategy='double_step'"):
         Fabric(accelerator="cpu", strategy="double_step")
 
