@@ -7,7 +7,7 @@ the default dtype. The dtype is set on the tensors themselves (torch_xla's old
 
 The optimizer step is ``xm.optimizer_step``: it all-reduces the gradients over the
 replicas (a no-op on one device), steps, and ends the XLA graph of the training step
-(``barrier=True``, that is ``xm.mark_step()``), so each step compiles once and runs, whether
+(``barrier=True``, that is ``torch_xla.sync()``), so each step compiles once and runs, whether
 or not batches come through XLA's parallel loader.
 """
 

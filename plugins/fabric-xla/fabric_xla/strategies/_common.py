@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from contextlib import AbstractContextManager, ExitStack
 from typing import TYPE_CHECKING
 
+import torch
 from fabric_core.checkpoint_io import CheckpointIO
+from fabric_core.strategies._empty_init import EmptyInit
 
 from fabric_xla._imports import check_torch_xla
 from fabric_xla.checkpoint_io import XLACheckpointIO
@@ -12,6 +15,7 @@ from fabric_xla.precision import to_xla_precision
 
 if TYPE_CHECKING:
     from fabric_core.strategies.strategy import Strategy
+    from torch.nn import Module
 
 
 def check_available(name: str) -> None:
@@ -43,3 +47,34 @@ def check_accelerator(strategy: Strategy, name: str) -> None:
             f"Fabric(accelerator='tpu', strategy={name!r}) (PJRT_DEVICE=CPU runs XLA on the CPU), or a strategy for "
             f"{given!r} such as 'auto'."
         )
+
+
+def host_module_init_context(strategy: Strategy, empty_init: bool | None) -> AbstractContextManager:
+    """``fabric.init_module()`` on XLA: the precision's dtype, but modules are made on the host.
+
+    ``fabric.setup`` moves them to the device, as torch_xla's own examples do. Made on the
+    XLA device, their random initial weights would come from XLA's generator, which
+    ``seed_everything`` does not seed: every seed would give the same weights, and none the
+    weights the same seed gives on the CPU or a GPU.
+    """
+    stack = ExitStack()
+    if empty_init:
+        stack.enter_context(EmptyInit())
+    stack.enter_context(strategy.precision.module_init_context())
+    return stack
+
+
+def move_module(module: Module, device: torch.device) -> None:
+    """``module.to(device)``, keeping its parameter objects (their contents are swapped in).
+
+    A plain ``.to()`` from the CPU to an XLA device makes new parameter objects, so an
+    optimizer made before ``fabric.setup(model, optimizer)`` would keep updating the old CPU
+    ones and the model would never learn. Swapping (``torch.utils.swap_tensors``, what
+    ``torch.__future__.set_swap_module_params_on_conversion`` turns on) keeps them.
+    """
+    swapping = torch.__future__.get_swap_module_params_on_conversion()
+    torch.__future__.set_swap_module_params_on_conversion(True)
+    try:
+        module.to(device)
+    finally:
+        torch.__future__.set_swap_module_params_on_conversion(swapping)

@@ -5,7 +5,7 @@ parameters. So, as in Lightning, the optimizer must be made *after* the model is
 (``fabric.setup_module(model)``, then the optimizer, then ``fabric.setup_optimizers``); a
 joint ``fabric.setup(model, optimizer)`` is refused, since that optimizer would update the
 parameters FSDP just replaced. FSDP reduce-scatters the gradients itself, so a step is
-``optimizer.step()`` followed by ``xm.mark_step()`` (no ``xm.optimizer_step`` reduction).
+``optimizer.step()`` followed by ``torch_xla.sync()`` (no ``xm.optimizer_step`` reduction).
 
 Checkpoints are *sharded*: ``fabric.save(path, state)`` makes ``path`` a directory in which
 every rank writes its own file, ``checkpoint_rank-<rank>-of-<world size>.pth`` (Lightning's
@@ -101,10 +101,10 @@ class XLAFSDPStrategy(XLAStrategy):
         return optimizer
 
     def optimizer_step(self, optimizer: Optimizer, **kwargs: Any) -> Any:
-        import torch_xla.core.xla_model as xm
+        import torch_xla
 
         result = optimizer.step(**kwargs)
-        xm.mark_step()
+        torch_xla.sync()  # the end of this step's XLA graph
         return result
 
     def clip_gradients_norm(

@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+from contextlib import AbstractContextManager
 from typing import Any
 
 import torch
 from fabric_core.strategies.single_device import SingleDeviceStrategy
+from torch.nn import Module
 
-from fabric_xla.strategies._common import adopt_xla_components, check_accelerator, check_available
+from fabric_xla.strategies._common import (
+    adopt_xla_components,
+    check_accelerator,
+    check_available,
+    host_module_init_context,
+    move_module,
+)
 
 
 class SingleDeviceXLAStrategy(SingleDeviceStrategy):
@@ -25,6 +33,12 @@ class SingleDeviceXLAStrategy(SingleDeviceStrategy):
     def connect(self, **kwargs: Any) -> None:
         super().connect(**kwargs)
         adopt_xla_components(self)
+
+    def module_init_context(self, empty_init: bool | None = None) -> AbstractContextManager:
+        return host_module_init_context(self, empty_init)
+
+    def module_to_device(self, module: Module) -> None:
+        move_module(module, self.root_device)
 
     def validate(self) -> None:
         check_accelerator(self, "single_xla")

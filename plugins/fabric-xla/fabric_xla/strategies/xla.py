@@ -24,6 +24,7 @@ In the order a run meets it:
 from __future__ import annotations
 
 import pickle
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +36,13 @@ from torch.optim import Optimizer
 
 from fabric_xla.environment import XLAEnvironment
 from fabric_xla.launcher import XLALauncher
-from fabric_xla.strategies._common import adopt_xla_components, check_accelerator, check_available
+from fabric_xla.strategies._common import (
+    adopt_xla_components,
+    check_accelerator,
+    check_available,
+    host_module_init_context,
+    move_module,
+)
 
 _REDUCE_OPS = {"sum": "sum", "mean": "mean", "avg": "mean", "max": "max", "min": "min"}
 
@@ -76,6 +83,12 @@ class XLAStrategy(Strategy):
     def connect(self, **kwargs: Any) -> None:
         super().connect(**kwargs)
         adopt_xla_components(self)
+
+    def module_init_context(self, empty_init: bool | None = None) -> AbstractContextManager:
+        return host_module_init_context(self, empty_init)
+
+    def module_to_device(self, module: Module) -> None:
+        move_module(module, self.root_device)
 
     def validate(self) -> None:
         check_accelerator(self, self.strategy_name)
@@ -149,10 +162,10 @@ class XLAStrategy(Strategy):
     def optimizer_step(self, optimizer: Optimizer, **kwargs: Any) -> Any:
         if id(optimizer) in self._reduced:
             self._reduced.discard(id(optimizer))
-            import torch_xla.core.xla_model as xm
+            import torch_xla
 
             result = optimizer.step(**kwargs)
-            xm.mark_step()
+            torch_xla.sync()  # the end of this step's XLA graph
             return result
         return self.precision.optimizer_step(optimizer, **kwargs)
 
