@@ -1,8 +1,9 @@
 """Finding plugins: entry points of the ``fabric_core`` group, loaded once per process.
 
 Discovery is lazy (the first ``Fabric()`` or CLI call runs it, never ``import fabric_core``)
-and cached. Each entry point is loaded in isolation, on a plugin manager of its own that
-validates its hooks and calls its registration hooks into registries of its own: an add-on
+and cached. Each entry point is loaded in isolation: registered on the discovery manager
+(which validates its hooks), its registration hooks called through that manager for it
+alone, into registries of its own that are merged only when all succeeded. An add-on
 that fails to import, whose ``fabric-core`` requirement this core does not satisfy, or whose
 registration hook raises, is recorded with its reason and skipped; it only breaks a run that
 selects one of its names.
@@ -162,6 +163,7 @@ def _entry_points() -> list[tuple[str, str, metadata.EntryPoint, metadata.Distri
 
 def _run_discovery() -> Discovery:
     switches = Switches.read()
+    manager = FabricPluginManager()
     registries = {kind: Registry(kind) for kind in KINDS}
     commands = Commands()
     records: list[PluginRecord] = []
@@ -173,7 +175,7 @@ def _run_discovery() -> Discovery:
         # read, so load the built-ins module by its name, the same module the core's
         # entry point names.
         record = PluginRecord(CORE_DISTRIBUTION, core_version(), "builtins", _BUILTINS_MODULE)
-        _load(record, lambda: importlib.import_module(_BUILTINS_MODULE), registries, commands)
+        _load(record, lambda: importlib.import_module(_BUILTINS_MODULE), manager, registries, commands)
         records.append(record)
 
     for name, version, entry_point, dist in entry_points:
@@ -191,7 +193,7 @@ def _run_discovery() -> Discovery:
         if skip is not None:
             record.status, record.reason = skip
             continue
-        _load(record, entry_point.load, registries, commands)
+        _load(record, entry_point.load, manager, registries, commands)
 
     _note_conflicts(registries, records)
     return Discovery(registries=registries, records=records, commands=commands)
@@ -217,29 +219,39 @@ def _note_conflicts(registries: dict[str, Registry], records: list[PluginRecord]
                         )
 
 
-def _load(record: PluginRecord, loader: Callable[[], Any], registries: dict[str, Registry], commands: Commands) -> None:
+def _load(
+    record: PluginRecord,
+    loader: Callable[[], Any],
+    manager: FabricPluginManager,
+    registries: dict[str, Registry],
+    commands: Commands,
+) -> None:
     """Import one entry point, validate it, and run its registration hooks into ``registries``.
 
     Entries go into registries of the plugin's own first, so a plugin whose hook raises
     half-way, or that breaks a rule, leaves nothing behind.
     """
+    module = None
     try:
         module = loader()
-        manager = FabricPluginManager()
         manager.register(module, name=record.plugin_name)  # unknown hooks or arguments raise here
         record.hooks = manager.hook_names(module)
         is_core = canonical(record.distribution) == CORE_DISTRIBUTION
         if not is_core:
-            _check_single_owner_hooks(record, manager)
+            _check_single_owner_hooks(record, manager, module)
+        # Through the manager, for this plugin alone (the others' hooks ran when they loaded).
+        others = [plugin for plugin in manager.get_plugins() if plugin is not module]
         own = {kind: Registry(kind, distribution=record.distribution) for kind in KINDS}
         for kind, hook_name in hookspecs.REGISTRATION_HOOKS.items():
-            getattr(manager.hook, hook_name)(registry=own[kind])
+            manager.subset_hook_caller(hook_name, remove_plugins=others)(registry=own[kind])
         for kind, registry in own.items():
             _check_names(record, registry, registries[kind], is_core)
         own_commands = Commands(distribution=record.distribution)
-        manager.hook.fabric_register_commands(commands=own_commands)
+        manager.subset_hook_caller("fabric_register_commands", remove_plugins=others)(commands=own_commands)
         _check_commands(record, own_commands, commands)
     except Exception as err:
+        if module is not None and manager.is_registered(module):
+            manager.unregister(module)
         refused = record.status == "refused"  # set by the checks of the contract's rules just before raising
         record.status = "refused" if refused else "failed"
         record.error = err
@@ -271,11 +283,11 @@ def _block_hint(record: PluginRecord) -> str:
     )
 
 
-def _check_single_owner_hooks(record: PluginRecord, manager: FabricPluginManager) -> None:
+def _check_single_owner_hooks(record: PluginRecord, manager: FabricPluginManager, module: object) -> None:
     """Refuse an entry-point module that answers a hook only the active strategy may answer."""
     for hook_name in hookspecs.SINGLE_OWNER_HOOKS:
         for impl in getattr(manager.hook, hook_name).get_hookimpls():
-            if not (impl.wrapper or impl.hookwrapper):
+            if impl.plugin is module and not (impl.wrapper or impl.hookwrapper):
                 record.status = "refused"
                 raise PluginValidationError(
                     f"{record.distribution} implements {hook_name} without wrapper=True, but only the active "
