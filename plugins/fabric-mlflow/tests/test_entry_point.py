@@ -15,8 +15,7 @@ from typing import Any
 
 import pytest
 from fabric_core import Fabric
-from fabric_core._discovery import discover
-from fabric_core._lookup import lookup
+from fabric_core.discovery import discover, lookup
 
 from fabric_mlflow import LOGGER_FACTORY, MLFlowLogger
 
@@ -43,7 +42,7 @@ import fabric_mlflow
 added = sorted(set(sys.modules) - before)
 assert all(name == "fabric_mlflow" or name.startswith("fabric_core.") for name in added), added
 
-from fabric_core._discovery import discover
+from fabric_core.discovery import discover
 (record,) = discover().records_for("fabric-mlflow")
 assert record.status == "loaded", record
 assert "fabric_mlflow.logger" not in sys.modules

@@ -15,8 +15,7 @@ from typing import Any
 
 import pytest
 from fabric_core import Fabric
-from fabric_core._discovery import discover
-from fabric_core._lookup import lookup
+from fabric_core.discovery import discover, lookup
 
 from fabric_wandb import DEFAULT_INIT_PARAMS, LOGGER_FACTORY, WandbLogger
 
@@ -35,7 +34,7 @@ import fabric_wandb
 added = sorted(set(sys.modules) - before)
 assert all(name == "fabric_wandb" or name.startswith("fabric_core.") for name in added), added
 
-from fabric_core._discovery import discover
+from fabric_core.discovery import discover
 (record,) = discover().records_for("fabric-wandb")
 assert record.status == "loaded", record
 Fabric(accelerator="cpu", devices=1)  # a whole run's discovery and selection, without the logger

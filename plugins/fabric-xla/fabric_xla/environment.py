@@ -7,8 +7,8 @@ runtime starts on first use, and a started runtime can no longer launch processe
 
 from __future__ import annotations
 
-from fabric_core._logging import get_logger
 from fabric_core.environments.cluster_environment import ClusterEnvironment
+from fabric_core.log import get_logger
 
 
 class XLAEnvironment(ClusterEnvironment):
