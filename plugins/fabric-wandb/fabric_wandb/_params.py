@@ -71,6 +71,21 @@ def check_artifact_name(name: str | None) -> str | None:
     return name
 
 
+def check_experiment(experiment: Any, run_arguments: list[str]) -> None:
+    """A run given as ``experiment=`` is a W&B run, and comes without arguments for starting one."""
+    if not (callable(getattr(experiment, "log", None)) and hasattr(experiment, "config")):
+        raise TypeError(
+            f"WandbLogger(experiment={experiment!r}): expected a W&B run (what wandb.init() returns), got a "
+            f"{type(experiment).__name__}. Leave experiment out and the logger starts a run itself."
+        )
+    if run_arguments:
+        raise ValueError(
+            f"WandbLogger(experiment=...) logs into the run you started, so {run_arguments}, which configure a run "
+            "the logger starts itself, would have no effect. Pass them to wandb.init() instead, or leave "
+            "experiment out."
+        )
+
+
 def check_log_model(log_model: Any) -> bool | str:
     if log_model is True or log_model is False or log_model == "all":
         return log_model  # type: ignore[no-any-return]

@@ -19,6 +19,7 @@ from fabric_core.utilities.rank_zero import rank_zero_only
 
 from fabric_wandb._params import (
     check_artifact_name,
+    check_experiment,
     check_log_model,
     check_mode,
     check_run_id,
@@ -82,11 +83,10 @@ class WandbLogger(Logger):
     ) -> None:
         if experiment is None:
             _require_wandb()
-        elif not (callable(getattr(experiment, "log", None)) and hasattr(experiment, "config")):
-            raise TypeError(
-                f"WandbLogger(experiment={experiment!r}): expected a W&B run (what wandb.init() returns), got a "
-                f"{type(experiment).__name__}. Leave experiment out and the logger starts a run itself."
-            )
+        else:
+            given: dict[str, Any] = {"name": name, "save_dir": save_dir, "version": version, "dir": dir, "id": id}
+            given.update(project=project, offline=offline or None, anonymous=anonymous, **kwargs)
+            check_experiment(experiment, sorted(key for key, value in given.items() if value is not None))
         run_id = check_run_id(one_of("version", version, "id", id))
         folder = one_of("save_dir", save_dir, "dir", dir)
         mode = check_mode(offline, kwargs.pop("mode", None))

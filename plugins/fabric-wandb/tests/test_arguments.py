@@ -36,6 +36,18 @@ def test_bad_arguments_are_refused_when_the_logger_is_made(
         WandbLogger(**kwargs)
 
 
+def test_a_given_run_comes_without_arguments_for_starting_one() -> None:
+    class Run:  # what the logger needs of a run, to check the arguments alone
+        config: dict[str, Any] = {}
+
+        def log(self, row: dict[str, Any]) -> None:
+            pass
+
+    with pytest.raises(ValueError, match=r"logs into the run you started, so \['project', 'tags'\], which configure"):
+        WandbLogger(experiment=Run(), project="p", tags=["a"], prefix="fine")  # type: ignore[arg-type]
+    WandbLogger(experiment=Run(), prefix="train", log_model=True, checkpoint_name="m")  # type: ignore[arg-type]
+
+
 def test_arguments_that_agree_are_accepted(tmp_path: Path) -> None:
     logger = WandbLogger(
         version="run-1", id="run-1", save_dir=tmp_path, dir=str(tmp_path), offline=True, mode="offline"
