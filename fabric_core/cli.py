@@ -41,6 +41,9 @@ def _plugins(args: argparse.Namespace) -> int:
             print(f"    reason: {record['reason']}")
         for kind, names in record["provides"].items():
             print(f"    {kind}: {', '.join(names)}")
+            if args.verbose:
+                for name, description in _descriptions(found, kind, names, record["distribution"]):
+                    print(f"        {name}: {description}")
         other_hooks = [hook for hook in record["hooks"] if not hook.startswith("fabric_register_")]
         if other_hooks:
             print(f"    hooks: {', '.join(other_hooks)}")
@@ -48,6 +51,23 @@ def _plugins(args: argparse.Namespace) -> int:
         for name, distributions in names.items():
             print(f"conflict: {kind} {name!r} is registered by {' and '.join(distributions)}")
     return 0
+
+
+def _descriptions(found: Any, kinds: str, names: list[str], distribution: str) -> list[tuple[str, str]]:
+    """``(name, description)`` of the entries ``distribution`` registered under ``kinds`` ("strategies", ...)."""
+    from fabric_core.registry import KINDS
+
+    kind = next((kind for kind, plural in KINDS.items() if plural == kinds), None)
+    if kind is None:  # not a registry (the commands line)
+        return []
+    registry = found.registry(kind)
+    rows = []
+    for name in names:
+        if name in registry and name not in registry.conflicts:  # a conflict has its own line
+            entry = registry.get(name)
+            if entry.distribution == distribution and entry.description:
+                rows.append((name, entry.description))
+    return rows
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -62,6 +82,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     plugins = commands.add_parser("plugins", help="list installed plugins, what they provide and their status")
     plugins.add_argument("--json", action="store_true", help="print JSON for machines")
+    plugins.add_argument("-v", "--verbose", action="store_true", help="also print what each name is (its description)")
     plugins.add_argument(
         "--requirements",
         action="store_true",
