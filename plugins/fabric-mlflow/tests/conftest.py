@@ -68,7 +68,7 @@ class Run:
 
 @pytest.fixture(autouse=True)
 def _autoload_on(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    from fabric_core import _discovery
+    from fabric_core.discovery import reset
     from fabric_core.utilities.rank_zero import rank_zero_only
 
     for switch in SWITCHES:
@@ -77,9 +77,9 @@ def _autoload_on(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
         monkeypatch.delenv(variable, raising=False)
     # A Fabric of an earlier test may have set another rank; these tests run as rank 0.
     monkeypatch.setattr(rank_zero_only, "rank", 0)
-    _discovery.reset()
+    reset()
     yield
-    _discovery.reset()
+    reset()
 
 
 @pytest.fixture

@@ -88,7 +88,7 @@ def _wandb_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(autouse=True)
 def _autoload_on(monkeypatch: pytest.MonkeyPatch, _wandb_home: Path, tmp_path: Path) -> Iterator[None]:
-    from fabric_core import _discovery
+    from fabric_core.discovery import reset
     from fabric_core.utilities.rank_zero import rank_zero_only
 
     for switch in SWITCHES:
@@ -99,9 +99,9 @@ def _autoload_on(monkeypatch: pytest.MonkeyPatch, _wandb_home: Path, tmp_path: P
     monkeypatch.delenv("WANDB_PROJECT", raising=False)
     # A Fabric of an earlier test may have set another rank; these tests run as rank 0.
     monkeypatch.setattr(rank_zero_only, "rank", 0)
-    _discovery.reset()
+    reset()
     yield
-    _discovery.reset()
+    reset()
     _finish_leftover_run()
 
 
