@@ -57,12 +57,22 @@ class Run:
 
 
 @pytest.fixture
-def python() -> Callable[..., Run]:
-    """Run ``python -c code`` in a clean environment (plugin autoload on); ``env`` overrides variables."""
+def python(tmp_path: Path) -> Callable[..., Run]:
+    """Run ``code`` as a script in a clean environment (plugin autoload on); ``env`` overrides variables.
+
+    A script file, not ``python -c``: XLA's launcher spawns processes that import ``__main__``.
+    """
 
     def run(code: str, timeout: float = 240, **env: str) -> Run:
+        script = tmp_path / "script.py"
+        script.write_text(code)
         result = subprocess.run(
-            [sys.executable, "-c", code], env=clean_environment(**env), capture_output=True, text=True, timeout=timeout
+            [sys.executable, str(script)],
+            cwd=tmp_path,
+            env=clean_environment(**env),
+            capture_output=True,
+            text=True,
+            timeout=timeout,
         )
         return Run(result.returncode, result.stdout + result.stderr)
 
