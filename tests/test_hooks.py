@@ -101,3 +101,38 @@ def test_a_second_owner_of_a_single_owner_hook_is_refused(hook: str) -> None:
     owner = type("Owner", (), {hook: lambda self, **kwargs: None})()
     with pytest.raises(PluginValidationError, match=rf"{hook} is implemented by 'strategy' .* and .*Owner"):
         Fabric(accelerator="cpu", plugins=[owner])
+
+
+class _StepEvents:
+    def __init__(self) -> None:
+        self.seen: list[str] = []
+
+    def fabric_on_before_backward(self, loss: torch.Tensor) -> None:
+        self.seen.append("before_backward")
+
+    def fabric_on_after_optimizer_step(self, optimizer: Any) -> None:
+        self.seen.append("after_step")
+
+
+def test_the_fast_path_is_planned_from_the_registrations() -> None:
+    # The strategy alone: backward and step skip pluggy, unused per-step events are not called.
+    plain = Fabric(accelerator="cpu")._hooks
+    assert plain._direct_backward is not None and plain._direct_step is not None
+    assert not (plain._before_backward or plain._after_backward or plain._before_step or plain._after_step)
+
+    # A wrapper must see every call, so backward goes through pluggy; events that exist are called.
+    tracer, events = Tracer(), _StepEvents()
+    fabric = Fabric(accelerator="cpu", plugins=[tracer, events])
+    hooks = fabric._hooks
+    assert hooks._direct_backward is None and hooks._direct_step is None
+    assert hooks._before_backward and hooks._after_step and not hooks._after_backward
+    layer = nn.Linear(2, 1)
+    model, optimizer = fabric.setup(layer, torch.optim.SGD(layer.parameters(), lr=0.1))
+    fabric.backward(model(torch.ones(1, 2)).sum())
+    optimizer.step()
+    assert events.seen == ["before_backward", "after_step"]
+    assert [name for name, _ in tracer.calls].count("fabric_backward") == 1
+
+    # Unregistering re-plans: the wrapper gone, backward is direct again.
+    hooks.unregister(tracer)
+    assert hooks._direct_backward is not None
