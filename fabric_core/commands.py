@@ -28,12 +28,14 @@ Example (the fabric-deepspeed add-on)::
 
 from __future__ import annotations
 
-import argparse
 import importlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import argparse
 
 __all__ = ["CORE_COMMANDS", "CheckpointFormat", "Command", "Commands", "resolve"]
 
