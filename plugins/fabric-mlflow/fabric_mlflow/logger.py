@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import os
-import threading
 import time
 import warnings
-import weakref
 from argparse import Namespace
 from collections.abc import Generator, Mapping
 from pathlib import Path
@@ -17,6 +15,7 @@ from fabric_core.loggers import Logger
 from fabric_core.utilities.rank_zero import rank_zero_only
 
 from fabric_mlflow import _store
+from fabric_mlflow._arguments import check_arguments
 from fabric_mlflow._convert import (
     DEFAULT_PARAM_LENGTH,
     checked_step,
@@ -25,21 +24,11 @@ from fabric_mlflow._convert import (
     param_strings,
     valid_name,
 )
+from fabric_mlflow._lifetime import STATUSES, NoExperiment, wait_before_interpreter_shutdown
 
 if TYPE_CHECKING:
     from fabric_core import Fabric
     from mlflow import MlflowClient
-
-#: What ``finalize(status)`` receives, and the MLflow run status each one sets.
-STATUSES: dict[str, str] = {
-    "success": "FINISHED",
-    "finished": "FINISHED",
-    "failed": "FAILED",
-    "killed": "KILLED",
-    "FINISHED": "FINISHED",
-    "FAILED": "FAILED",
-    "KILLED": "KILLED",
-}
 
 #: MLflow's limits on one ``log_batch`` request.
 _PARAMS_PER_BATCH = 100
@@ -91,7 +80,7 @@ class MLFlowLogger(Logger):
         run_id: str | None = None,
         synchronous: bool | None = None,
     ) -> None:
-        _check_arguments(experiment_name, run_name, tracking_uri, tags, log_model, run_id, synchronous)
+        check_arguments(experiment_name, run_name, tracking_uri, tags, log_model, run_id, synchronous)
         _store.require_mlflow()
         self._experiment_name = experiment_name
         self._run_name = run_name
@@ -115,7 +104,8 @@ class MLFlowLogger(Logger):
         self._checkpoints: dict[Path, None] = {}  # saved with log_model=True, logged at finalize
         self._renamed: set[str] = set()  # names already warned about
         self._steps_logged = 0
-        self._active = False  # whether the run was used since the last finalize
+        self._active = False  # whether the run was opened or written to since the last finalize
+        self._waits_at_shutdown = False  # whether asynchronous writes are waited for at interpreter shutdown
 
     # -- the run ------------------------------------------------------------------------------
 
@@ -127,10 +117,10 @@ class MLFlowLogger(Logger):
         methods do nothing, so code that writes through it need not check the rank.
         """
         if rank_zero_only.rank != 0:  # type: ignore[attr-defined]
-            return _NoExperiment()  # type: ignore[return-value]
+            return NoExperiment()  # type: ignore[return-value]
         if self._client is None:
             self._open_run()
-        self._active = True
+            self._active = True
         assert self._client is not None
         return self._client
 
@@ -288,9 +278,11 @@ class MLFlowLogger(Logger):
     def _write(self, **batch: Any) -> None:
         client = self.experiment
         operation = client.log_batch(self._run_id, **batch, **self._batch_kwargs)
+        self._active = True
         if operation is not None:  # asynchronous: a handle to wait on
-            if not self._pending:
-                _wait_before_interpreter_shutdown(self)
+            if not self._waits_at_shutdown:
+                wait_before_interpreter_shutdown(self)
+                self._waits_at_shutdown = True
             self._pending.append(operation)
 
     def _warn_renamed(self, what: str, given: str, key: str) -> None:
@@ -326,6 +318,7 @@ class MLFlowLogger(Logger):
     def _log_checkpoint(self, path: Path) -> None:
         artifact_path = f"{self._checkpoint_path_prefix}model/checkpoints/{path.stem}"
         client = self.experiment
+        self._active = True
         if path.is_dir():
             client.log_artifacts(self._run_id, str(path), artifact_path)
         elif path.is_file():
@@ -358,7 +351,9 @@ class MLFlowLogger(Logger):
         """End the run with ``status``: ``"success"`` sets FINISHED, ``"failed"`` FAILED, ``"killed"`` KILLED.
 
         Waits for asynchronous writes, and with ``log_model=True`` logs the checkpoints saved
-        during the run first. Does nothing when the run was not used since the last finalize.
+        during the run first. Does nothing when the logger neither opened the run nor wrote to
+        it since the last finalize (reading ``run_id`` or ``experiment`` does not count), so a
+        second finalize keeps the first status.
         """
         if status not in STATUSES:
             raise ValueError(
@@ -383,6 +378,7 @@ class MLFlowLogger(Logger):
         state["_client"] = None
         state["_pending"] = []
         state["_active"] = False
+        state["_waits_at_shutdown"] = False
         return state
 
     def __repr__(self) -> str:
@@ -392,56 +388,6 @@ class MLFlowLogger(Logger):
         )
 
 
-def _check_arguments(
-    experiment_name: Any,
-    run_name: Any,
-    tracking_uri: Any,
-    tags: Any,
-    log_model: Any,
-    run_id: Any,
-    synchronous: Any,
-) -> None:
-    if not isinstance(experiment_name, str) or not experiment_name:
-        raise TypeError(f"MLFlowLogger(experiment_name={experiment_name!r}): expected a non-empty string.")
-    for argument, value in (("run_name", run_name), ("tracking_uri", tracking_uri), ("run_id", run_id)):
-        if value is not None and not isinstance(value, str):
-            raise TypeError(f"MLFlowLogger({argument}={value!r}): expected a string or None.")
-    if tags is not None and not isinstance(tags, Mapping):
-        raise TypeError(f"MLFlowLogger(tags={tags!r}): expected a dict of tag names to values, or None.")
-    if log_model not in (True, False, "all"):
-        raise ValueError(
-            f"MLFlowLogger(log_model={log_model!r}): expected True (log the checkpoints fabric.save wrote when the "
-            "run ends), 'all' (log each one when it is written) or False."
-        )
-    if synchronous is not None and not isinstance(synchronous, bool):
-        raise TypeError(f"MLFlowLogger(synchronous={synchronous!r}): expected True, False or None.")
-
-
-def _wait_before_interpreter_shutdown(logger: MLFlowLogger) -> None:
-    """Have ``logger``'s asynchronous writes stored before the interpreter starts shutting down.
-
-    MLflow sends them from a thread pool, which refuses new work once the interpreter shuts
-    down; that happens before ``atexit`` callbacks, where Fabric tears down a plain script's
-    run (and MLflow drains its own queue). So the writes of a script that ends, or raises,
-    with some still queued would be lost. ``threading._register_atexit`` is what
-    ``concurrent.futures`` uses for the same reason: its callbacks run before that shutdown.
-    """
-    register = getattr(threading, "_register_atexit", None)
-    if register is None:
-        return
-    reference = weakref.ref(logger)
-
-    def wait() -> None:
-        alive = reference()
-        if alive is not None and alive._pending:
-            alive.save()
-
-    try:
-        register(wait)
-    except RuntimeError:  # the interpreter is shutting down already
-        pass
-
-
 def _max_param_length() -> int:
     """The longest parameter value the installed MLflow accepts."""
     try:
@@ -449,19 +395,3 @@ def _max_param_length() -> int:
     except ImportError:
         return DEFAULT_PARAM_LENGTH
     return int(MAX_PARAM_VAL_LENGTH)
-
-
-class _NoExperiment:
-    """``experiment`` on ranks other than 0: any method call or item access does nothing."""
-
-    def _nothing(self, *args: Any, **kwargs: Any) -> None:
-        return None
-
-    def __getattr__(self, name: str) -> Any:
-        return self._nothing
-
-    def __getitem__(self, key: Any) -> _NoExperiment:
-        return self
-
-    def __setitem__(self, key: Any, value: Any) -> None:
-        pass

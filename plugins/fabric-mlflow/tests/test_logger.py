@@ -313,6 +313,7 @@ def test_finalize_twice_keeps_the_first_status_and_logging_again_reopens(save_di
     assert store(save_dir).runs("lightning_logs") == []
     logger.log_metrics({"x": 1.0}, step=0)
     logger.finalize("failed")
+    assert logger.run_id and logger.experiment.get_run(logger.run_id)  # reading is not logging
     logger.finalize("success")  # teardown after the user's own finalize: nothing changes
     assert store(save_dir).status(logger.run_id) == "FAILED"
     logger.log_metrics({"x": 2.0}, step=1)  # the same run, ended again

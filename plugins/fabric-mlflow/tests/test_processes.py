@@ -59,7 +59,7 @@ def test_only_rank_zero_logs_one_run_in_a_two_process_ddp_run(
     results = _results(tmp_path)
     assert set(results) == {0, 1}, output
     assert results[0]["experiment"] == "MlflowClient"
-    assert results[1]["experiment"] == "_NoExperiment"  # rank 1's stand-in: logs nothing
+    assert results[1]["experiment"] == "NoExperiment"  # rank 1's stand-in: logs nothing
     assert results[1]["run_id"] is None  # and opened no run
     assert results[0]["losses"] != results[1]["losses"]  # so the values below tell the ranks apart
 
