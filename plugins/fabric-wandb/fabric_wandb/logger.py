@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import atexit
-import importlib.util
-import inspect
 import os
 import sys
 import warnings
@@ -17,6 +15,7 @@ from fabric_core.hookspecs import hookimpl
 from fabric_core.loggers import Logger
 from fabric_core.utilities.rank_zero import rank_zero_only
 
+from fabric_wandb._backend import NoRun, check_init_arguments, import_wandb, require_wandb
 from fabric_wandb._params import (
     check_artifact_name,
     check_experiment,
@@ -82,7 +81,7 @@ class WandbLogger(Logger):
         **kwargs: Any,
     ) -> None:
         if experiment is None:
-            _require_wandb()
+            require_wandb()
         else:
             given: dict[str, Any] = {"name": name, "save_dir": save_dir, "version": version, "dir": dir, "id": id}
             given.update(project=project, offline=offline or None, anonymous=anonymous, **kwargs)
@@ -158,7 +157,7 @@ class WandbLogger(Logger):
         methods do nothing, so code that writes through it need not check the rank.
         """
         if rank_zero_only.rank != 0:  # type: ignore[attr-defined]
-            return _NoRun()  # type: ignore[return-value]
+            return NoRun()  # type: ignore[return-value]
         if self._finished:
             raise RuntimeError(
                 f"WandbLogger: the W&B run {self.version} was finished when the run ended (finalize), and a finished "
@@ -175,7 +174,7 @@ class WandbLogger(Logger):
         return self._experiment
 
     def _start_run(self) -> Run:
-        wandb = _import_wandb()
+        wandb = import_wandb()
         if wandb.run is not None:
             warnings.warn(
                 f"WandbLogger logs into the W&B run already in progress in this process ({wandb.run.id}), and will not "
@@ -184,7 +183,7 @@ class WandbLogger(Logger):
                 stacklevel=4,
             )
             return wandb.run  # type: ignore[no-any-return]
-        _check_init_arguments(wandb, self._init_args)
+        check_init_arguments(wandb, self._init_args)
         Path(self._save_dir).mkdir(parents=True, exist_ok=True)
         run = wandb.init(**self._init_args)
         self._owns_run = True
@@ -234,7 +233,7 @@ class WandbLogger(Logger):
         step: int | None = None,
     ) -> None:
         """Log a ``wandb.Table`` under ``key``: ``columns`` and rows of ``data``, or a pandas ``dataframe``."""
-        wandb = _import_wandb()
+        wandb = import_wandb()
         self.log_metrics({key: wandb.Table(columns=columns, data=data, dataframe=dataframe)}, step)
 
     @rank_zero_only
@@ -266,7 +265,7 @@ class WandbLogger(Logger):
                     f"WandbLogger.log_image({key!r}, {name}=...): expected a list of {len(images)} entries, one per "
                     f"image, got {values!r}."
                 )
-        wandb = _import_wandb()
+        wandb = import_wandb()
         pictures = [
             wandb.Image(image, **{name: values[index] for name, values in kwargs.items()})
             for index, image in enumerate(images)
@@ -325,7 +324,7 @@ class WandbLogger(Logger):
                 stacklevel=2,
             )
             return
-        wandb = _import_wandb()
+        wandb = import_wandb()
         run = self.experiment
         artifact = wandb.Artifact(
             self._checkpoint_name or f"model-{run.id}", type="model", metadata={"original_filename": path.name}
@@ -354,58 +353,3 @@ class WandbLogger(Logger):
 
     def __repr__(self) -> str:
         return f"WandbLogger(project={self._project!r}, name={self._name!r}, version={self.version!r})"
-
-
-def _require_wandb() -> None:
-    """Raise ``ModuleNotFoundError`` naming the fix when the wandb package is missing (without importing it)."""
-    try:
-        found = importlib.util.find_spec("wandb") is not None
-    except (ImportError, ValueError):
-        found = False
-    if not found:
-        raise ModuleNotFoundError(
-            "WandbLogger logs with the wandb package, which is not installed. "
-            "pip install wandb (or reinstall fabric-wandb, which depends on it).",
-            name="wandb",
-        )
-
-
-def _import_wandb() -> Any:
-    """The ``wandb`` module, or an ``ImportError`` that names the fix, the cause chained."""
-    try:
-        import wandb
-    except Exception as err:
-        raise ImportError(
-            f"WandbLogger could not import wandb ({type(err).__name__}: {err}). "
-            "pip install --force-reinstall wandb, or reinstall fabric-wandb."
-        ) from err
-    return wandb
-
-
-def _check_init_arguments(wandb: Any, arguments: Mapping[str, Any]) -> None:
-    """Refuse, by name, keywords that this version of ``wandb.init`` does not take."""
-    parameters = inspect.signature(wandb.init).parameters
-    if any(parameter.kind is inspect.Parameter.VAR_KEYWORD for parameter in parameters.values()):
-        return
-    unknown = sorted(set(arguments) - set(parameters))
-    if unknown:
-        raise TypeError(
-            f"WandbLogger passes {unknown} on to wandb.init, which takes no such argument (wandb "
-            f"{getattr(wandb, '__version__', '?')}; it takes {sorted(parameters)}). Remove or correct them."
-        )
-
-
-class _NoRun:
-    """``experiment`` on ranks other than 0: every attribute is itself, every call does nothing."""
-
-    def __call__(self, *args: Any, **kwargs: Any) -> None:
-        return None
-
-    def __getattr__(self, name: str) -> _NoRun:
-        return self
-
-    def __getitem__(self, key: Any) -> _NoRun:
-        return self
-
-    def __setitem__(self, key: Any, value: Any) -> None:
-        pass

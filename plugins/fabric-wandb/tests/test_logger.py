@@ -283,7 +283,7 @@ def test_ranks_other_than_zero_start_no_run(tmp_path: Path, monkeypatch: pytest.
     logger.log_hyperparams({"lr": 0.1})
     logger.log_table("t", columns=["a"], data=[[1]])
     experiment = logger.experiment
-    assert type(experiment).__name__ == "_NoRun"
+    assert type(experiment).__name__ == "NoRun"
     assert experiment.log({"x": 1}) is None and experiment.config.update({"a": 1}) is None
     experiment.summary["best"] = 1.0
     logger.finalize("success")

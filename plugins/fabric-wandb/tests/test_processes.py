@@ -64,7 +64,7 @@ def test_only_rank_zero_starts_a_run_in_a_two_process_ddp_run(
     results = {rank: json.loads((tmp_path / f"result-{rank}.json").read_text()) for rank in (0, 1)}
     assert [results[rank]["rank"] for rank in (0, 1)] == [0, 1], output
     assert results[0]["experiment"] == "Run"
-    assert results[1]["experiment"] == "_NoRun"  # rank 1's stand-in: logs nothing
+    assert results[1]["experiment"] == "NoRun"  # rank 1's stand-in: logs nothing
     assert results[1]["wandb_imported"] is False  # rank 1 never even imports wandb
     assert results[0]["losses"] != results[1]["losses"]  # so the values below tell the ranks apart
 
