@@ -34,6 +34,7 @@ if TYPE_CHECKING:
 _PARAMS_PER_BATCH = 100
 _METRICS_PER_BATCH = 1000
 _DEFAULT_EXPERIMENT = "lightning_logs"
+_DEFAULT_SAVE_DIR = "./mlruns"
 
 
 class MLFlowLogger(Logger):
@@ -72,7 +73,7 @@ class MLFlowLogger(Logger):
         run_name: str | None = None,
         tracking_uri: str | None = None,
         tags: Mapping[str, Any] | None = None,
-        save_dir: str | Path | None = "./mlruns",
+        save_dir: str | Path | None = _DEFAULT_SAVE_DIR,
         log_model: bool | str = False,
         checkpoint_path_prefix: str = "",
         prefix: str = "",
@@ -85,12 +86,21 @@ class MLFlowLogger(Logger):
         self._experiment_name = experiment_name
         self._run_name = run_name
         self._tags = {str(key): str(value) for key, value in (tags or {}).items()}
-        self._save_dir = os.fspath(save_dir) if save_dir is not None else "./mlruns"
+        self._save_dir = os.fspath(save_dir) if save_dir is not None else _DEFAULT_SAVE_DIR
         self._tracking_uri = tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or None
         if self._tracking_uri is None:
             self._tracking_uri = _store.default_tracking_uri(self._save_dir)
             if artifact_location is None:
                 artifact_location = Path(self._save_dir, _store.ARTIFACTS_FOLDER).absolute().as_uri()
+        elif save_dir is not None and os.fspath(save_dir) != _DEFAULT_SAVE_DIR:
+            source = "tracking_uri" if tracking_uri else "MLFLOW_TRACKING_URI"
+            warnings.warn(
+                f"MLFlowLogger(save_dir={self._save_dir!r}) is not used: runs go to {self._tracking_uri!r}, from "
+                f"{source}. save_dir is the folder of the default store, used when neither tracking_uri nor "
+                "MLFLOW_TRACKING_URI is set; leave it out, or unset those.",
+                UserWarning,
+                stacklevel=2,
+            )
         self._artifact_location = artifact_location
         self._log_model = log_model
         self._checkpoint_path_prefix = checkpoint_path_prefix

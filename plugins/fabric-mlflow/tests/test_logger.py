@@ -107,10 +107,17 @@ def test_the_tracking_uri_argument_and_variable_take_precedence(
 ) -> None:
     elsewhere = f"sqlite:///{save_dir / 'mlflow.db'}"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", elsewhere)
-    from_variable = MLFlowLogger(save_dir=tmp_path / "unused")
+    from_variable = MLFlowLogger()
     assert from_variable.tracking_uri == elsewhere
-    given = MLFlowLogger(tracking_uri=elsewhere, save_dir=tmp_path / "unused")
+    # A save_dir that is not used is named in a warning.
+    message = rf"save_dir='.*unused'\) is not used: runs go to '{elsewhere}', from MLFLOW_TRACKING_URI. save_dir is"
+    with pytest.warns(UserWarning, match=message):
+        MLFlowLogger(save_dir=tmp_path / "unused")
+    monkeypatch.delenv("MLFLOW_TRACKING_URI")
+    given = MLFlowLogger(tracking_uri=elsewhere)
     assert given.tracking_uri == elsewhere
+    with pytest.warns(UserWarning, match=r"is not used: runs go to .*, from tracking_uri"):
+        MLFlowLogger(tracking_uri=elsewhere, save_dir=tmp_path / "unused")
     from_variable.log_metrics({"x": 1.0}, step=0)
     from_variable.finalize("success")
     assert store(save_dir).history(from_variable.run_id, "x") == [(0, 1.0)]
