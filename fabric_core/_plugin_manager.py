@@ -262,12 +262,12 @@ class FabricHooks:
             self._hook.fabric_on_after_optimizer_step(fabric=self.fabric, optimizer=optimizer)
         return result
 
-    def save_checkpoint(self, path: Path, state: dict[str, Any], filter: dict[str, Any] | None) -> None:
+    def save_checkpoint(self, path: str | Path, state: dict[str, Any], filter: dict[str, Any] | None) -> None:
         self._hook.fabric_on_save_checkpoint(fabric=self.fabric, path=path, state=state)
         self._hook.fabric_save_checkpoint(fabric=self.fabric, path=path, state=state, filter=filter)
 
     def load_checkpoint(
-        self, path: Path, state: dict[str, Any] | None, strict: bool, weights_only: bool
+        self, path: str | Path, state: dict[str, Any] | None, strict: bool, weights_only: bool
     ) -> dict[str, Any]:
         result: dict[str, Any] = self._hook.fabric_load_checkpoint(
             fabric=self.fabric, path=path, state=state, strict=strict, weights_only=weights_only
@@ -285,7 +285,7 @@ class FabricHooks:
     def on_after_setup(self, module: Module) -> None:
         self._hook.fabric_on_after_setup(fabric=self.fabric, module=module)
 
-    def on_load_checkpoint(self, path: Path, checkpoint: dict[str, Any]) -> None:
+    def on_load_checkpoint(self, path: str | Path, checkpoint: dict[str, Any]) -> None:
         self._hook.fabric_on_load_checkpoint(fabric=self.fabric, path=path, checkpoint=checkpoint)
 
     def on_teardown(self, status: str) -> None:

@@ -39,6 +39,7 @@ from fabric_core.strategies.launchers import _errors
 from fabric_core.strategies.launchers.watch import launched_by_fabric_run, watch_launcher
 from fabric_core.strategies.strategy import Strategy
 from fabric_core.utilities.apply_func import convert_tensors_to_scalars
+from fabric_core.utilities.remote_paths import as_checkpoint_path
 from fabric_core.utilities.seed import seed_everything as _seed_everything
 from fabric_core.wrappers import FabricModule, FabricOptimizer, is_wrapped, unwrap_for_checkpoint
 
@@ -320,7 +321,7 @@ class Fabric(StepMethods, CollectiveMethods):
         """
         _validation.check_save_arguments(state, filter)
         self._validate_launched()
-        self._hooks.save_checkpoint(Path(path), _unwrap_state(state), filter)
+        self._hooks.save_checkpoint(as_checkpoint_path(path), _unwrap_state(state), filter)
         self.barrier("save")
 
     def load(
@@ -342,14 +343,14 @@ class Fabric(StepMethods, CollectiveMethods):
         _validation.check_load_state(state)
         self._validate_launched()
         unwrapped = _unwrap_state(state) if state is not None else None
-        remainder = self._hooks.load_checkpoint(Path(path), unwrapped, strict, weights_only is not False)
+        remainder = self._hooks.load_checkpoint(as_checkpoint_path(path), unwrapped, strict, weights_only is not False)
         self.barrier("load")
         if state is not None and unwrapped is not None:
             # Plain values were replaced in the unwrapped copy; give them back to the caller's dict.
             for key, value in unwrapped.items():
                 if not is_wrapped(state[key]):
                     state[key] = value
-        self._hooks.on_load_checkpoint(Path(path), remainder)
+        self._hooks.on_load_checkpoint(as_checkpoint_path(path), remainder)
         return remainder
 
     def load_raw(
@@ -362,8 +363,8 @@ class Fabric(StepMethods, CollectiveMethods):
         """
         target = _validation.load_raw_target(obj)
         self._validate_launched()
-        self._hooks.load_checkpoint(Path(path), target, strict, weights_only is not False)  # type: ignore[arg-type]
-        self._hooks.on_load_checkpoint(Path(path), {})
+        self._hooks.load_checkpoint(as_checkpoint_path(path), target, strict, weights_only is not False)  # type: ignore[arg-type]
+        self._hooks.on_load_checkpoint(as_checkpoint_path(path), {})
 
     # -- misc -----------------------------------------------------------------------------------
 

@@ -224,8 +224,13 @@ def fabric_optimizer_step(fabric: Fabric, optimizer: Optimizer, kwargs: dict) ->
 
 
 @hookspec(firstresult=True)
-def fabric_save_checkpoint(fabric: Fabric, path: Path, state: dict[str, Any], filter: dict[str, Any] | None) -> bool:
+def fabric_save_checkpoint(
+    fabric: Fabric, path: str | Path, state: dict[str, Any], filter: dict[str, Any] | None
+) -> bool:
     """Write ``state`` (live modules, optimizers and plain values) to ``path``.
+
+    ``path`` is a ``pathlib.Path`` for a local file (``file://`` URLs too), or the URL string
+    (``s3://...``, ``memory://...``) for a remote one (see ``fabric_core.utilities.remote_paths``).
 
     :param filter: per top-level key, a ``(key, value) -> bool`` function choosing which
         entries of that object's state dict are saved.
@@ -242,7 +247,7 @@ def fabric_save_checkpoint(fabric: Fabric, path: Path, state: dict[str, Any], fi
 
 @hookspec(firstresult=True)
 def fabric_load_checkpoint(
-    fabric: Fabric, path: Path, state: dict[str, Any] | None, strict: bool, weights_only: bool
+    fabric: Fabric, path: str | Path, state: dict[str, Any] | None, strict: bool, weights_only: bool
 ) -> dict[str, Any]:
     """Read the checkpoint at ``path`` into the live objects of ``state``.
 
@@ -357,7 +362,7 @@ def fabric_on_after_optimizer_step(fabric: Fabric, optimizer: Optimizer) -> None
 
 
 @hookspec
-def fabric_on_save_checkpoint(fabric: Fabric, path: Path, state: dict[str, Any]) -> None:
+def fabric_on_save_checkpoint(fabric: Fabric, path: str | Path, state: dict[str, Any]) -> None:
     """A checkpoint is about to be written: ``state`` is the dict ``fabric_save_checkpoint``
     receives next, so keys added or changed here are saved.
 
@@ -370,7 +375,7 @@ def fabric_on_save_checkpoint(fabric: Fabric, path: Path, state: dict[str, Any])
 
 
 @hookspec
-def fabric_on_load_checkpoint(fabric: Fabric, path: Path, checkpoint: dict[str, Any]) -> None:
+def fabric_on_load_checkpoint(fabric: Fabric, path: str | Path, checkpoint: dict[str, Any]) -> None:
     """A checkpoint was read: ``checkpoint`` is what ``fabric.load`` is about to return (the part
     beyond the requested ``state``, or all of it).
 
