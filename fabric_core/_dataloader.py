@@ -75,9 +75,9 @@ class FabricDataLoader:
                 self._batches_yielded += 1
                 yield batch
         else:
-            for batch in batches:
+            for batch in strategy.batches_to_device(batches, device):
                 self._batches_yielded += 1
-                yield strategy.batch_to_device(batch, device)
+                yield batch
         self._epoch_finished = True
 
     def state_dict(self) -> dict[str, Any]:

@@ -9,7 +9,7 @@ needs to re-declare a hook implementation.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from contextlib import AbstractContextManager, ExitStack
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -192,6 +192,14 @@ class Strategy(ABC):
         from fabric_core.utilities.apply_func import move_data_to_device
 
         return move_data_to_device(batch, device or self.root_device)
+
+    def batches_to_device(self, batches: Iterable[Any], device: torch.device) -> Iterable[Any]:
+        """The batches of a dataloader set up by Fabric, on ``device``: what ``FabricDataLoader`` yields.
+
+        One :meth:`batch_to_device` per batch here; a backend with a device loader of its own
+        returns that instead (fabric-xla: torch_xla's parallel loader, ``MpDeviceLoader``).
+        """
+        return (self.batch_to_device(batch, device) for batch in batches)
 
     #: ``True`` when the model must be called through what :meth:`setup_module` returned
     #: (its forward syncs gradients or gathers parameters): Fabric then refuses calls of the

@@ -151,13 +151,32 @@ def test_xla_strategy_on_one_device_runs_through_xlas_launcher() -> None:
 
 
 @pytest.mark.timeout(300)
-def test_setup_dataloaders_delivers_batches_on_the_xla_device() -> None:
+def test_dataloaders_go_through_xlas_parallel_loader_and_resume_mid_epoch(tmp_path: Path) -> None:
+    from torch_xla.distributed.parallel_loader import MpDeviceLoader
+
     fabric = Fabric(accelerator="tpu", devices=1)
-    dataset = torch.utils.data.TensorDataset(torch.arange(12.0).reshape(6, 2), torch.arange(6))
-    loader = fabric.setup_dataloaders(torch.utils.data.DataLoader(dataset, batch_size=4))
-    batches = list(loader)
-    assert [inputs.device.type for inputs, _ in batches] == ["xla", "xla"]
-    assert batches[1][1].cpu().tolist() == [4, 5]
+    assert isinstance(fabric.strategy.batches_to_device([], fabric.device), MpDeviceLoader)
+    dataset = torch.utils.data.TensorDataset(torch.arange(40.0).reshape(20, 2), torch.arange(20))
+
+    def loader() -> Any:
+        shuffled = torch.utils.data.DataLoader(
+            dataset, batch_size=4, shuffle=True, generator=torch.Generator().manual_seed(1)
+        )
+        return fabric.setup_dataloaders(shuffled)
+
+    first = loader()
+    batches = iter(first)
+    seen = [next(batches) for _ in range(2)]
+    assert {tensor.device.type for batch in seen for tensor in batch} == {"xla"}
+    fabric.save(tmp_path / "position.pt", {"data": first})
+    rest = [labels.cpu().tolist() for _, labels in batches]
+    assert len(rest) == 3
+    everything = [label for _, labels in seen for label in labels.cpu().tolist()] + [x for part in rest for x in part]
+    assert sorted(everything) == list(range(20))  # one epoch: every sample once
+
+    second = loader()
+    fabric.load(tmp_path / "position.pt", {"data": second})
+    assert [labels.cpu().tolist() for _, labels in second] == rest  # the epoch continues where it was saved
 
 
 @pytest.mark.timeout(300)

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from contextlib import AbstractContextManager, ExitStack
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import torch
 from fabric_core.checkpoint_io import CheckpointIO
@@ -78,3 +79,18 @@ def move_module(module: Module, device: torch.device) -> None:
         module.to(device)
     finally:
         torch.__future__.set_swap_module_params_on_conversion(swapping)
+
+
+def parallel_loader(batches: Iterable[Any], device: torch.device) -> Iterable[Any]:
+    """``batches`` through torch_xla's parallel loader (``MpDeviceLoader``) onto ``device``.
+
+    Background threads draw the next batches and copy them to the device while the current
+    step runs, and the loader ends the XLA graph at each batch, as in every torch_xla training
+    loop. fabric-core's ``FabricDataLoader`` still owns the iteration (epochs, the distributed
+    sampler, the data position that ``fabric.save`` keeps): this only replaces how its batches
+    reach the device.
+    """
+    import torch_xla.distributed.parallel_loader as pl
+
+    loader: Iterable[Any] = pl.MpDeviceLoader(batches, device)
+    return loader

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from contextlib import AbstractContextManager
 from typing import Any
 
@@ -15,6 +16,7 @@ from fabric_xla.strategies._common import (
     check_available,
     host_module_init_context,
     move_module,
+    parallel_loader,
 )
 
 
@@ -39,6 +41,9 @@ class SingleDeviceXLAStrategy(SingleDeviceStrategy):
 
     def module_to_device(self, module: Module) -> None:
         move_module(module, self.root_device)
+
+    def batches_to_device(self, batches: Iterable[Any], device: torch.device) -> Iterable[Any]:
+        return parallel_loader(batches, device)
 
     def validate(self) -> None:
         check_accelerator(self, "single_xla")

@@ -24,6 +24,7 @@ In the order a run meets it:
 from __future__ import annotations
 
 import pickle
+from collections.abc import Iterable
 from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
@@ -42,6 +43,7 @@ from fabric_xla.strategies._common import (
     check_available,
     host_module_init_context,
     move_module,
+    parallel_loader,
 )
 
 _REDUCE_OPS = {"sum": "sum", "mean": "mean", "avg": "mean", "max": "max", "min": "min"}
@@ -89,6 +91,9 @@ class XLAStrategy(Strategy):
 
     def module_to_device(self, module: Module) -> None:
         move_module(module, self.root_device)
+
+    def batches_to_device(self, batches: Iterable[Any], device: torch.device) -> Iterable[Any]:
+        return parallel_loader(batches, device)
 
     def validate(self) -> None:
         check_accelerator(self, self.strategy_name)
