@@ -3,13 +3,21 @@
 One class serves every DDP name (``ddp``, ``ddp_spawn``, ``ddp_fork``, ``ddp_notebook``
 and their ``_find_unused_parameters_true`` variants) through its ``start_method`` and
 DDP keyword arguments. The process group uses gloo on CPU and NCCL on CUDA unless told
-otherwise.
+otherwise. The steps, in order:
+
+1. ``configure_launcher``: re-run the script (``popen``) or start children
+   (``spawn``/``fork``), unless a launcher outside Fabric started the processes;
+2. ``setup_environment``: :func:`~fabric_core.strategies.process_group.assign_ranks`,
+   :func:`~fabric_core._rank.record_rank`, the device, then
+   :func:`~fabric_core.strategies.process_group.init_process_group`;
+3. ``setup_module``: wrap the model in ``DistributedDataParallel``;
+4. ``teardown``: release the DDP wrappers, then destroy the process group.
+
+The sharded strategies (:mod:`~fabric_core.strategies.sharded`) build on the same steps.
 """
 
 from __future__ import annotations
 
-import gc
-import os
 import weakref
 from contextlib import AbstractContextManager, nullcontext
 from datetime import timedelta
@@ -21,15 +29,13 @@ from torch import Tensor
 from torch.nn import Module
 from torch.nn.parallel import DistributedDataParallel
 
-from fabric_core import _logging
-from fabric_core.strategies import collectives
-from fabric_core.strategies.launchers._errors import install_rank_excepthook
+from fabric_core._rank import record_rank
+from fabric_core.strategies import collectives, process_group
 from fabric_core.strategies.launchers.multiprocessing import MultiProcessingLauncher
 from fabric_core.strategies.launchers.subprocess_script import SubprocessScriptLauncher
 from fabric_core.strategies.parallel import ParallelStrategy
 
 _START_METHODS = ("popen", "spawn", "fork", "forkserver")
-_log = _logging.get_logger(__name__)
 
 
 class DDPStrategy(ParallelStrategy):
@@ -135,31 +141,13 @@ class DDPStrategy(ParallelStrategy):
         return {"num_replicas": self.world_size, "rank": self.global_rank}
 
     def setup_environment(self) -> None:
-        assert self.cluster_environment is not None
         environment = self.cluster_environment
-        # Environments whose scheduler fixes the ranks (torchrun, SLURM) ignore these.
-        environment.set_world_size(self.num_nodes * self.num_processes)
-        environment.set_global_rank(self.node_rank * self.num_processes + self.local_rank)
-        install_rank_excepthook(self.global_rank)
-        super().setup_environment()
-        self._init_process_group()
-
-    def _init_process_group(self) -> None:
-        if not dist.is_available():
-            raise RuntimeError("torch.distributed is not available in this PyTorch build; DDP needs it.")
-        if dist.is_initialized():
-            return
-        assert self.cluster_environment is not None
-        os.environ["MASTER_ADDR"] = self.cluster_environment.main_address
-        os.environ["MASTER_PORT"] = str(self.cluster_environment.main_port)
-        _log.info(
-            "initializing process group",
-            backend=self.process_group_backend,
-            rank=self.global_rank,
-            world_size=self.world_size,
-        )
-        dist.init_process_group(
-            self.process_group_backend, rank=self.global_rank, world_size=self.world_size, timeout=self._timeout
+        assert environment is not None
+        process_group.assign_ranks(environment, self.num_nodes, self.num_processes, self.node_rank, self.local_rank)
+        record_rank(self.global_rank, self.world_size, report_uncaught=True)
+        super().setup_environment()  # the device
+        process_group.init_process_group(
+            environment, self.process_group_backend, self.global_rank, self.world_size, self._timeout
         )
 
     # -- models --------------------------------------------------------------------------------
@@ -225,18 +213,9 @@ class DDPStrategy(ParallelStrategy):
 
     def teardown(self) -> None:
         super().teardown()
-        # Free each DDP wrapper's C++ reducer while the process group still exists: left to
-        # interpreter shutdown, gloo's threads are destroyed in the wrong order and the
-        # process aborts ("terminate called without an active exception") about one run in
-        # eight with torch 2.13. The wrappers cannot sync gradients after teardown anyway.
-        for module in list(self._ddp_modules):
-            for attribute in ("logger", "reducer"):
-                if hasattr(module, attribute):
-                    delattr(module, attribute)
+        process_group.release_ddp_wrappers(self._ddp_modules)
         self._ddp_modules.clear()
-        gc.collect()
-        if dist.is_available() and dist.is_initialized():
-            dist.destroy_process_group()
+        process_group.destroy_process_group()
 
     def __repr__(self) -> str:
         return f"DDPStrategy(start_method={self._start_method!r}, devices={self.num_processes}, nodes={self.num_nodes})"

@@ -1,26 +1,28 @@
 """``strategy="model_parallel"``: the user's own ``parallelize_fn`` over a 2-D device mesh.
 
 Like Lightning's ``ModelParallelStrategy``: fabric-core starts the processes, builds a
-``(data_parallel, tensor_parallel)`` mesh and calls ``parallelize_fn(model, mesh)``, in which
-the user applies tensor parallelism (``parallelize_module``), ``fully_shard`` or both.
-Everything after that (optimizer re-pointing, meta-device materialization, DTensor-aware
-clipping, DCP checkpoints) is FSDPStrategy's machinery, which this class inherits.
+``(data_parallel, tensor_parallel)`` mesh (:func:`~fabric_core.strategies.mesh.model_parallel_shape`)
+and calls ``parallelize_fn(model, mesh)``, in which the user applies tensor parallelism
+(``parallelize_module``), ``fully_shard`` or both. What follows (optimizer re-pointing,
+meta-device materialization, DTensor-aware clipping, DCP checkpoints) is shared with FSDP
+through :class:`~fabric_core.strategies.sharded.ShardedStrategy`: the two are siblings.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from contextlib import nullcontext
 from datetime import timedelta
 from typing import Any
 
 import torch.distributed as dist
 from torch.nn import Module
 
-from fabric_core.strategies.ddp import DDPStrategy
-from fabric_core.strategies.fsdp import FSDPStrategy
+from fabric_core.strategies import mesh, sharding
+from fabric_core.strategies.sharded import ShardedStrategy
 
 
-class ModelParallelStrategy(FSDPStrategy):
+class ModelParallelStrategy(ShardedStrategy):
     """Run ``parallelize_fn(model, device_mesh)`` on a 2-D mesh.
 
     :param parallelize_fn: takes the model and the mesh (dimensions ``"data_parallel"`` and
@@ -67,24 +69,12 @@ class ModelParallelStrategy(FSDPStrategy):
             )
 
     def _mesh_shape_for_run(self) -> tuple[int, int]:
-        data = self.num_nodes if self._data_parallel_size == "auto" else int(self._data_parallel_size)
-        tensor = self.num_processes if self._tensor_parallel_size == "auto" else int(self._tensor_parallel_size)
-        processes = self.num_nodes * self.num_processes
-        if data * tensor != processes:
-            raise ValueError(
-                f"ModelParallelStrategy(data_parallel_size={self._data_parallel_size!r}, tensor_parallel_size="
-                f"{self._tensor_parallel_size!r}) makes a {data} x {tensor} mesh, but the run has {processes} "
-                "processes. Choose sizes whose product is the number of processes."
-            )
-        return data, tensor
-
-    def setup_environment(self) -> None:
-        DDPStrategy.setup_environment(self)  # the process group; the mesh is ours, not FSDP's
-        from torch.distributed.device_mesh import init_device_mesh
-
-        self.device_mesh = init_device_mesh(
-            self.root_device.type, self._mesh_shape_for_run(), mesh_dim_names=("data_parallel", "tensor_parallel")
+        return mesh.model_parallel_shape(
+            self._data_parallel_size, self._tensor_parallel_size, self.num_nodes, self.num_processes
         )
+
+    def build_device_mesh(self) -> Any:
+        return mesh.build_mesh(self.root_device.type, self._mesh_shape_for_run(), ("data_parallel", "tensor_parallel"))
 
     @property
     def distributed_sampler_kwargs(self) -> dict[str, int]:
@@ -92,8 +82,8 @@ class ModelParallelStrategy(FSDPStrategy):
         if self.device_mesh is None:
             data, _ = self._mesh_shape_for_run()
             return {"num_replicas": data, "rank": self.global_rank // (self.num_nodes * self.num_processes // data)}
-        mesh = self.device_mesh["data_parallel"]
-        return {"num_replicas": mesh.size(), "rank": mesh.get_local_rank()}
+        data_parallel = self.device_mesh["data_parallel"]
+        return {"num_replicas": data_parallel.size(), "rank": data_parallel.get_local_rank()}
 
     def setup_module(self, module: Module) -> Module:
         if self.device_mesh is None:
@@ -104,19 +94,15 @@ class ModelParallelStrategy(FSDPStrategy):
             raise TypeError(
                 f"parallelize_fn must return the parallelized nn.Module, but it returned {type(parallelized).__name__}."
             )
-        self._materialize(parallelized)
+        self.materialize(parallelized)
         return parallelized
 
     @property
     def backward_sync_control(self) -> Any:  # type: ignore[override]
-        fsdp_control = super().backward_sync_control
-
         def control(module: Module, enabled: bool) -> Any:
-            from contextlib import nullcontext
-
             from torch.distributed.fsdp import FSDPModule
 
             # Without fully_shard in parallelize_fn there is no data-parallel sync to skip.
-            return fsdp_control(module, enabled) if isinstance(module, FSDPModule) else nullcontext()
+            return sharding.skip_gradient_sync(module, enabled) if isinstance(module, FSDPModule) else nullcontext()
 
         return control
