@@ -15,7 +15,6 @@ import os
 import queue
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -30,6 +29,7 @@ import pytest
 
 from fabric_core import _run
 from fabric_core.cli import main
+from fabric_core.testing import find_free_port
 from tests.helpers.processes import processes_with_marker
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -102,12 +102,6 @@ class Run:
         return sorted(found, key=lambda result: int(result["rank"]))
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def _environment(marker: str, pythonpath: Sequence[Path] = (), **extra: str) -> dict[str, str]:
     env = {name: value for name, value in os.environ.items() if not name.startswith("FABRIC_")}
     for variable in ("LOCAL_RANK", "RANK", "WORLD_SIZE", "MASTER_PORT", "MASTER_ADDR", "NODE_RANK", "GROUP_RANK"):
@@ -171,7 +165,7 @@ def script(tmp_path: Path) -> Path:
 
 def test_two_processes_with_ddp(tmp_path: Path, script: Path) -> None:
     run = _fabric_run(
-        [*CPU_DDP, "--main-port", str(_free_port()), "train.py", "--some-arg", "--devices", "7"],
+        [*CPU_DDP, "--main-port", str(find_free_port()), "train.py", "--some-arg", "--devices", "7"],
         cwd=tmp_path,
     )
     assert run.returncode == 0, run.output
@@ -228,7 +222,7 @@ else:
 @pytest.mark.parametrize("style", ["no-launch", "launch"])
 def test_a_script_without_launch_runs_and_launch_is_a_no_op(tmp_path: Path, style: str) -> None:
     (tmp_path / "cli_style.py").write_text(NO_LAUNCH)
-    args = [*CPU_DDP, "--main-port", str(_free_port()), "cli_style.py"]
+    args = [*CPU_DDP, "--main-port", str(find_free_port()), "cli_style.py"]
     run = _fabric_run([*args, "launch"] if style == "launch" else args, cwd=tmp_path)
     assert run.returncode == 0, run.output
     results = run.results()
@@ -241,7 +235,7 @@ def test_a_script_without_launch_runs_and_launch_is_a_no_op(tmp_path: Path, styl
 def _start_sleeping_run(tmp_path: Path, script: Path, marker: str) -> subprocess.Popen[str]:
     """A ``fabric run`` of two workers that sleep after printing READY (stdout and stderr on one pipe)."""
     return subprocess.Popen(
-        _command("--accelerator", "cpu", "--devices", "2", "--main-port", str(_free_port()), str(script)),
+        _command("--accelerator", "cpu", "--devices", "2", "--main-port", str(find_free_port()), str(script)),
         cwd=tmp_path,
         env=_environment(marker, TEST_SLEEP="120"),
         stdout=subprocess.PIPE,
@@ -279,7 +273,7 @@ def test_module_with_dash_m(tmp_path: Path) -> None:
     (package / "job.py").write_text(TRAIN)
     workdir = tmp_path / "elsewhere"
     workdir.mkdir()
-    port = str(_free_port())
+    port = str(find_free_port())
     run = _fabric_run(
         [*CPU_DDP, "--main-port", port, "-m", "mytraining.job", "--lr", "0.1"],
         cwd=workdir,
@@ -295,7 +289,7 @@ def test_module_with_dash_m(tmp_path: Path) -> None:
 
 
 def test_precision_is_passed_through(tmp_path: Path, script: Path) -> None:
-    run = _fabric_run(["--precision", "bf16-mixed", "--main-port", str(_free_port()), str(script)], cwd=tmp_path)
+    run = _fabric_run(["--precision", "bf16-mixed", "--main-port", str(find_free_port()), str(script)], cwd=tmp_path)
     assert run.returncode == 0, run.output
     (result,) = run.results()
     assert result["precision"] == "MixedPrecision"
@@ -312,7 +306,7 @@ def test_precision_is_passed_through(tmp_path: Path, script: Path) -> None:
 
 def test_conflict_between_code_and_command_line(tmp_path: Path, script: Path) -> None:
     run = _fabric_run(
-        ["--accelerator", "cpu", "--strategy", "ddp", "--main-port", str(_free_port()), str(script)],
+        ["--accelerator", "cpu", "--strategy", "ddp", "--main-port", str(find_free_port()), str(script)],
         cwd=tmp_path,
         TEST_FABRIC_KWARGS=json.dumps({"strategy": "ddp_spawn"}),
     )
@@ -326,7 +320,7 @@ NODE_OPTIONS = ["--accelerator", "cpu", "--devices", "1", "--num-nodes", "2", "-
 
 
 def test_two_nodes_on_one_machine(tmp_path: Path, script: Path) -> None:
-    port = str(_free_port())
+    port = str(find_free_port())
     marker = f"fabric-run-test-{uuid.uuid4().hex}"
     nodes = [
         subprocess.Popen(
@@ -359,7 +353,7 @@ def test_two_nodes_on_one_machine(tmp_path: Path, script: Path) -> None:
 
 def test_a_failing_rank_stops_the_run(tmp_path: Path, script: Path) -> None:
     run = _fabric_run(
-        ["--accelerator", "cpu", "--devices", "2", "--strategy", "ddp", "--main-port", str(_free_port()), str(script)],
+        ["--accelerator", "cpu", "--devices", "2", "--strategy", "ddp", f"--main-port={find_free_port()}", str(script)],
         cwd=tmp_path,
         TEST_FAIL_STEP="5",
     )
@@ -377,7 +371,7 @@ def test_a_failing_rank_stops_the_run(tmp_path: Path, script: Path) -> None:
 
 def test_exit_status_is_the_failing_workers(tmp_path: Path, script: Path) -> None:
     run = _fabric_run(
-        ["--accelerator", "cpu", "--devices", "2", "--main-port", str(_free_port()), str(script)],
+        ["--accelerator", "cpu", "--devices", "2", "--main-port", str(find_free_port()), str(script)],
         cwd=tmp_path,
         TEST_FAIL_STEP="2",
         TEST_EXIT_CODE="7",

@@ -6,20 +6,13 @@ in this process and in a two-process gloo group started with ``torch.multiproces
 
 from __future__ import annotations
 
-import socket
-
 import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
 from fabric_core.plugins.collectives import Collective, SingleDeviceCollective, TorchCollective
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+from fabric_core.testing import find_free_port
 
 
 def test_single_device_collective_is_a_group_of_one() -> None:
@@ -55,7 +48,7 @@ def test_reduce_op_names_are_converted_and_unknown_ones_refused() -> None:
 @pytest.mark.skipif(dist.is_initialized(), reason="a process group exists in this process already")
 def test_torch_collective_in_a_group_of_one_sets_up_and_tears_down_the_default_group() -> None:
     collective = TorchCollective()
-    collective.setup(backend="gloo", rank=0, world_size=1, main_address="127.0.0.1", main_port=_free_port())
+    collective.setup(backend="gloo", rank=0, world_size=1, main_address="127.0.0.1", main_port=find_free_port())
     try:
         assert TorchCollective.is_initialized()
         collective.create_group()
@@ -89,7 +82,7 @@ def _two_ranks(rank: int, port: int, results: mp.SimpleQueue[tuple[int, list[flo
 def test_torch_collective_across_two_processes() -> None:
     context = mp.get_context("spawn")
     results = context.SimpleQueue()
-    port = _free_port()  # both ranks meet on it
+    port = find_free_port()  # both ranks meet on it
     processes = [context.Process(target=_two_ranks, args=(rank, port, results)) for rank in range(2)]
     for process in processes:
         process.start()
