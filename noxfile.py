@@ -27,9 +27,7 @@ TORCH_FOR = {"fabric-xla": ("torch==2.9.1", "torch-xla==2.9.0")}
 #: DeepSpeed's CPU ops built once per machine.
 ENV = {
     "PYTHONDONTWRITEBYTECODE": "1",
-    "TORCH_EXTENSIONS_DIR": os.environ.get(
-        "TORCH_EXTENSIONS_DIR", str(Path.home() / ".cache" / "torch_extensions")
-    ),
+    "TORCH_EXTENSIONS_DIR": os.environ.get("TORCH_EXTENSIONS_DIR", str(Path.home() / ".cache" / "torch_extensions")),
 }
 
 nox.options.reuse_existing_virtualenvs = False
