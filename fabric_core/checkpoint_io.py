@@ -167,6 +167,7 @@ class CheckpointIO:
         staging = staging_.begin(path, directory=False)
         temporary = staging.location
         try:
+            _drop_cached(path)
             with open(temporary, "wb") as file:
                 torch.save(checkpoint, file)
                 file.flush()
@@ -276,6 +277,28 @@ def _check_destination(path: Path) -> None:
             f"directory. Save to a file path instead (for example {str(path / 'checkpoint.pt')!r}), or remove the "
             "directory first."
         )
+
+
+def _drop_cached(path: Path) -> None:
+    """Let the kernel drop the cached pages of the checkpoint about to be replaced (they are on disk).
+
+    Measured on ext4 (benchmarks/checkpoint_io.py, 300 MB): writing the staging file while the
+    old checkpoint's pages stay cached took over twice as long as ``torch.save`` over the old
+    file, which frees them as it truncates it; dropping them first brings the save to within
+    about 6% of it. Best effort: nothing happens where the platform or file system cannot.
+    """
+    if not hasattr(os, "posix_fadvise") or not path.is_file():
+        return
+    try:
+        descriptor = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.posix_fadvise(descriptor, 0, 0, os.POSIX_FADV_DONTNEED)
+    except OSError:
+        pass
+    finally:
+        os.close(descriptor)
 
 
 def _is_disk_full(err: BaseException) -> bool:
