@@ -70,7 +70,7 @@ def lint(session: nox.Session) -> None:
     real libraries; those with heavy ones (torch_xla, mlflow, wandb) are type-checked with
     their libraries' imports as ``Any`` (``ignore_missing_imports``).
     """
-    session.install(TORCH, "-e", ".[lint]", "-e", "plugins/fabric-deepspeed", "-e", "plugins/fabric-tensorboard")
+    session.install(TORCH, "nox", "-e", ".[lint]", "-e", "plugins/fabric-deepspeed", "-e", "plugins/fabric-tensorboard")
     session.run("ruff", "check", ".")
     session.run("ruff", "format", "--check", ".")
     session.run("mypy", env=ENV)
