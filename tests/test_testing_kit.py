@@ -86,8 +86,9 @@ def test_all_gather_with_one_process_keeps_the_input_shape(tmp_path: Path) -> No
 
 
 @pytest.mark.timeout(300)
-def test_conformance_run_under_torchrun(conformance_run: Callable[..., str]) -> None:
-    output = conformance_run("ddp", 2, launcher="torchrun")
+@pytest.mark.parametrize("launcher", ["torchrun", "fabric"])
+def test_conformance_run_started_by_an_external_launcher(conformance_run: Callable[..., str], launcher: str) -> None:
+    output = conformance_run("ddp", 2, launcher=launcher)
     assert "CONFORMANCE OK rank 0" in output and "CONFORMANCE OK rank 1" in output
 
 
