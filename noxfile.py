@@ -41,9 +41,9 @@ def addons() -> list[Path]:
 
 @nox.session
 def core(session: nox.Session) -> None:
-    """fabric-core's own suite (``tests/``), with no add-on installed."""
+    """fabric-core's own suite (``tests/``, or the paths and options after ``--``), with no add-on installed."""
     session.install(TORCH, "-e", ".[test]")
-    session.run("python", "-m", "pytest", "tests", *session.posargs, env=ENV)
+    session.run("python", "-m", "pytest", *(session.posargs or ["tests"]), env=ENV)
 
 
 def _addon_session(folder: Path) -> None:

@@ -221,7 +221,8 @@ def test_addon_name_resolves_to_the_addon_or_names_it(module: str, name: str, di
 
 def _forget(monkeypatch: pytest.MonkeyPatch, module: ModuleType, name: str, package: str) -> None:
     """Make ``package`` look uninstalled and drop ``name`` cached on ``module``."""
-    monkeypatch.delattr(module, name, raising=False)
+    if name in vars(module):  # cached by an earlier import; a lookup would resolve (or refuse) it anew
+        monkeypatch.delattr(module, name)
     for loaded in [m for m in sys.modules if m == package or m.startswith(f"{package}.")]:
         monkeypatch.delitem(sys.modules, loaded)
     monkeypatch.setitem(sys.modules, package, None)  # type: ignore[arg-type]
