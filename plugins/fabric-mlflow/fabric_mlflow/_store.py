@@ -47,8 +47,9 @@ def default_tracking_uri(save_dir: str) -> str:
 def local_folder(tracking_uri: str) -> str | None:
     """The local folder of a ``file:`` store or of a SQLite database; ``None`` for a server."""
     parsed = urlparse(tracking_uri)
-    if parsed.scheme == "sqlite" and tracking_uri.startswith("sqlite:///") and ":memory:" not in tracking_uri:
-        return str(Path(tracking_uri[len("sqlite:///") :]).parent)
+    database = _sqlite_file(tracking_uri)
+    if database is not None:
+        return str(database.parent)
     if parsed.scheme == "file":
         return parsed.path
     if parsed.scheme == "" and tracking_uri not in ("databricks", "databricks-uc", "uc"):
@@ -70,6 +71,9 @@ def connect(tracking_uri: str) -> MlflowClient:
     if urlparse(tracking_uri).scheme in ("http", "https"):
         _probe_server(tracking_uri)
     try:
+        database = _sqlite_file(tracking_uri)
+        if database is not None:  # older MLflow does not make the folder, and retries for minutes
+            database.parent.mkdir(parents=True, exist_ok=True)
         client = MlflowClient(tracking_uri=tracking_uri)
         client.get_experiment_by_name("Default")  # the first request: opens (or creates) the store
     except Exception as err:  # MlflowException, or what the store's backend raised (OSError, SQLAlchemy's errors)
@@ -82,6 +86,13 @@ def connect(tracking_uri: str) -> MlflowClient:
             "server, or leave both unset for a SQLite store in save_dir."
         ) from err
     return client
+
+
+def _sqlite_file(tracking_uri: str) -> Path | None:
+    """The database file of a ``sqlite:///`` URI, ``None`` for other stores and in-memory databases."""
+    if not tracking_uri.startswith("sqlite:///") or ":memory:" in tracking_uri:
+        return None
+    return Path(tracking_uri[len("sqlite:///") :].split("?", 1)[0])
 
 
 def _probe_server(tracking_uri: str) -> None:
