@@ -309,12 +309,18 @@ def load(
     weights_only: bool,
 ) -> dict[str, Any]:
     """Restore ``state`` from ``path``; return the client state that ``state`` did not ask for."""
-    if is_remote(path):
-        return _load_file(strategy, path, state, strict, weights_only)  # one file; a folder is refused there
-    path = Path(strategy.broadcast(str(path)))
-    strategy.recover_checkpoint(path)  # a save that crashed between its two renames left path missing
-    if not path.is_dir():
-        return _load_file(strategy, path, state, strict, weights_only)
+    if not is_remote(path):  # a URL can only be one file (see below); DeepSpeed folders are local
+        path = Path(strategy.broadcast(str(path)))
+        strategy.recover_checkpoint(path)  # a save that crashed between its two renames left path missing
+    if is_remote(path) or not Path(path).is_dir():
+        # A single file (consolidated weights, or a state without models): loaded as the DDP strategy does.
+        if any(record.owns(state) for record in strategy.records):
+            raise NotImplementedError(
+                f"fabric.load_raw({str(path)!r}, optimizer): DeepSpeed keeps the optimizer state inside its engine, "
+                "partitioned; it cannot be loaded from a plain optimizer state dict."
+            )
+        return load_file(strategy, path, state, strict, weights_only)
+    path = Path(path)
     verify_directory(path, strategy)  # before anything is read into the user's objects
     metadata = read_metadata(path)
     if isinstance(state, Optimizer):
@@ -393,22 +399,6 @@ def _load_engines(
         if tags[key] == metadata.get("client_state"):
             client = dict(client_state or {})
     return client
-
-
-def _load_file(
-    strategy: DeepSpeedStrategy,
-    path: str | Path,
-    state: dict[str, Any] | Module | Optimizer | None,
-    strict: bool,
-    weights_only: bool,
-) -> dict[str, Any]:
-    """A single file (consolidated weights, or a state without models): load it as the DDP strategy does."""
-    if any(record.owns(state) for record in strategy.records):
-        raise NotImplementedError(
-            f"fabric.load_raw({str(path)!r}, optimizer): DeepSpeed keeps the optimizer state inside its engine, "
-            "partitioned; it cannot be loaded from a plain optimizer state dict."
-        )
-    return load_file(strategy, path, state, strict, weights_only)
 
 
 def load_full_weights(
