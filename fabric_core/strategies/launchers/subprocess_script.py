@@ -27,12 +27,16 @@ from fabric_core.environments.cluster_environment import ClusterEnvironment
 from fabric_core.strategies.launchers._errors import (
     ERROR_DIR_VARIABLE,
     RankEnd,
+    is_consequence,
     make_error_dir,
     recorded_errors,
     root_cause,
     state,
 )
 from fabric_core.strategies.launchers.launcher import Launcher, limit_threads_per_process
+
+#: How long the failure report waits for the ranks' ends to show which one failed first.
+_SETTLE_SECONDS = 5.0
 
 
 def _script_command() -> list[str]:
@@ -139,14 +143,7 @@ class SubprocessScriptLauncher(Launcher):
             if self._reported:
                 return
             self._reported = True
-            time.sleep(0.5)  # let the failing rank and the ranks it took down record their errors and exits
-            recorded = recorded_errors(self._error_dir) if self._error_dir else {}
-            ends = {rank: RankEnd(rank, stamp, error=text) for rank, (stamp, text) in recorded.items()}
-            for local_rank, (ended, code) in list(self._ends.items()):
-                rank = self._global_rank(local_rank)
-                error = recorded.get(rank)
-                failed_at = min(ended, error[0]) if error else ended
-                ends[rank] = RankEnd(rank, failed_at, code=code, error=error[1] if error else None)
+            ends = self._settled_ends()
             cause = root_cause(list(ends.values()))
             if cause is None:
                 message = "\nfabric: rank 0 failed; see its traceback above.\n"
@@ -159,6 +156,37 @@ class SubprocessScriptLauncher(Launcher):
                     message += f"fabric: ranks that failed after it: {', '.join(map(str, others))}.\n"
             sys.stderr.write(message + "fabric: stopping all processes.\n")
             sys.stderr.flush()
+
+    def _settled_ends(self) -> dict[int, RankEnd]:
+        """How each rank ended, once the picture is clear enough to name the first failure.
+
+        The failing rank and the ranks it took down record their errors and exits within
+        moments; on a loaded machine the consequences (a peer's "connection closed") can be
+        recorded before the cause (the rank that exited). So wait, up to
+        ``_SETTLE_SECONDS``, until every child has ended or the failure known so far is not
+        a mere consequence of another rank's and its rank's exit is recorded.
+        """
+        deadline = time.monotonic() + _SETTLE_SECONDS
+        time.sleep(0.2)
+        while True:
+            recorded = recorded_errors(self._error_dir) if self._error_dir else {}
+            ends = {rank: RankEnd(rank, stamp, error=text) for rank, (stamp, text) in recorded.items()}
+            for local_rank, (ended, code) in list(self._ends.items()):
+                rank = self._global_rank(local_rank)
+                error = recorded.get(rank)
+                failed_at = min(ended, error[0]) if error else ended
+                ends[rank] = RankEnd(rank, failed_at, code=code, error=error[1] if error else None)
+            cause = root_cause(list(ends.values()))
+            all_ended = len(self._ends) == len(self.procs)
+            if all_ended:
+                return ends
+            # Named once it is no mere consequence and its exit (its code) is recorded, unless it is this process.
+            original = cause is not None and not is_consequence(cause.error or "")
+            if cause is not None and original and (cause.code is not None or cause.rank == self._global_rank(0)):
+                return ends
+            if time.monotonic() >= deadline:
+                return ends
+            time.sleep(0.05)
 
     def _stop_children(self) -> None:
         self._stopping = True  # the watchdogs must not take the ranks stopped here for failures
