@@ -375,13 +375,13 @@ class Strategy(ABC):
         return self.optimizer_step(optimizer, **kwargs)
 
     @hookimpl
-    def fabric_save_checkpoint(self, path: Path, state: dict[str, Any], filter: dict[str, Any] | None) -> bool:
+    def fabric_save_checkpoint(self, path: str | Path, state: dict[str, Any], filter: dict[str, Any] | None) -> bool:
         self.save_checkpoint(path, state, filter=filter)
         return True
 
     @hookimpl
     def fabric_load_checkpoint(
-        self, path: Path, state: dict[str, Any] | None, strict: bool, weights_only: bool
+        self, path: str | Path, state: dict[str, Any] | None, strict: bool, weights_only: bool
     ) -> dict[str, Any]:
         return self.load_checkpoint(path, state, strict=strict, weights_only=weights_only)
 
