@@ -161,7 +161,7 @@ def run_round(
             cpu_end, end = cpu_clock(), clock()
             wall.append((end - begin) / 1000.0)
             cpu.append((cpu_end - cpu_begin) / 1000.0)
-    return (clock() - round_start) / 1000.0 / steps
+    return (clock() - round_start) / 1000.0 / steps if steps else 0.0
 
 
 @dataclass
