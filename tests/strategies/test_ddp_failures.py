@@ -55,7 +55,8 @@ from datetime import timedelta
 from fabric_core import Fabric
 from fabric_core.strategies.ddp import DDPStrategy
 
-fabric = Fabric(accelerator="cpu", devices=2, strategy=DDPStrategy(timeout=timedelta(seconds=4)))
+# The timeout bounds the rendezvous too: long enough for rank 1 to start on a loaded machine.
+fabric = Fabric(accelerator="cpu", devices=2, strategy=DDPStrategy(timeout=timedelta(seconds=12)))
 fabric.launch()
 if fabric.global_rank == 1:
     time.sleep(300)  # never reaches the barrier
@@ -150,7 +151,8 @@ from torch import nn
 from fabric_core import Fabric
 from fabric_core.strategies.ddp import DDPStrategy
 
-fabric = Fabric(accelerator="cpu", devices=2, strategy=DDPStrategy(timeout=timedelta(seconds=4)))
+# The timeout bounds the rendezvous too: long enough for rank 1 to start on a loaded machine.
+fabric = Fabric(accelerator="cpu", devices=2, strategy=DDPStrategy(timeout=timedelta(seconds=12)))
 fabric.launch()
 model = fabric.setup(nn.Linear(2, 1))
 if fabric.global_rank == 1:
