@@ -18,11 +18,20 @@ load it with ``-p fabric_core.testing``. It gives:
   :func:`clean_environment` (no leftover launcher variables or switches),
   :func:`run_script` and :func:`processes_with_marker` (a script run as a real program,
   and what it left running), :func:`find_free_port`, :class:`FakeSite` (fake installed
-  distributions).
+  distributions);
+* checks of an add-on's packaging: :func:`check_entry_point`,
+  :func:`check_listed_by_fabric_plugins`, :func:`check_import_is_light` and
+  :func:`run_docs_examples` (its docs page's examples).
 
 See docs/guide/testing.md.
 """
 
+from fabric_core.testing.addons import (
+    check_entry_point,
+    check_import_is_light,
+    check_listed_by_fabric_plugins,
+    run_docs_examples,
+)
 from fabric_core.testing.checks import check_checkpoint_round_trip, check_collectives, check_training_reduces_loss
 from fabric_core.testing.conformance import (
     AcceleratorConformance,
@@ -65,6 +74,9 @@ __all__ = [
     "broken_plugin",
     "check_checkpoint_round_trip",
     "check_collectives",
+    "check_entry_point",
+    "check_import_is_light",
+    "check_listed_by_fabric_plugins",
     "check_training_reduces_loss",
     "clean_environment",
     "conformance_run",
@@ -73,6 +85,7 @@ __all__ = [
     "isolated_environment",
     "launcher_command",
     "processes_with_marker",
+    "run_docs_examples",
     "run_script",
     "run_training_script",
     "strategy_plugin",

@@ -6,7 +6,6 @@ Discovery imports the entry-point module in every process; it must stay free of 
 
 from __future__ import annotations
 
-import json
 import shutil
 import subprocess
 import sys
@@ -15,7 +14,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from fabric_core.discovery import discover, lookup
+from fabric_core.discovery import lookup
+from fabric_core.testing import check_entry_point, check_import_is_light, check_listed_by_fabric_plugins
 
 from fabric_deepspeed import STRATEGIES
 
@@ -30,25 +30,8 @@ NAMES = {
     "deepspeed_stage_3_offload_nvme",
 }
 
-ISOLATION = """
-import sys
-import fabric_core
-from fabric_core import Fabric
-before = set(sys.modules)
-import fabric_deepspeed
-added = sorted(set(sys.modules) - before)
-assert all(name == "fabric_deepspeed" or name.startswith("fabric_core.") for name in added), added
-assert "deepspeed" not in sys.modules
-
-from fabric_core.discovery import discover
-(record,) = discover().records_for("fabric-deepspeed")
-assert record.status == "loaded", record
-Fabric(accelerator="cpu", devices=1)  # a whole run's discovery and selection, without DeepSpeed
-loaded = sorted(name for name in sys.modules if name.split(".")[0] == "deepspeed")
-assert not loaded, loaded
-assert "fabric_deepspeed.strategy" not in sys.modules
-print("ISOLATED", added)
-"""
+#: everything the add-on registers
+PROVIDES = {"strategies": NAMES, "commands": {"consolidate:deepspeed"}}
 
 
 @pytest.fixture
@@ -63,16 +46,15 @@ def python(clean_env: Callable[..., dict[str, str]]) -> Callable[..., subprocess
     return run
 
 
-def test_entry_point_and_discovery_do_not_import_deepspeed(python: Callable[..., Any]) -> None:
-    result = python(ISOLATION)
-    assert result.returncode == 0, result.stdout + result.stderr
-    assert "ISOLATED" in result.stdout
+def test_entry_point_and_discovery_do_not_import_deepspeed(tmp_path: Path) -> None:
+    check_import_is_light(
+        tmp_path, "fabric_deepspeed", "fabric-deepspeed", heavy=["deepspeed"], lazy=["fabric_deepspeed.strategy"]
+    )
 
 
 def test_every_strategy_name_is_registered_with_its_init_params() -> None:
-    (record,) = discover().records_for("fabric-deepspeed")
-    assert record.status == "loaded", record.reason
-    assert set(record.provides["strategies"]) == NAMES == set(STRATEGIES)
+    check_entry_point("fabric-deepspeed", PROVIDES)
+    assert set(STRATEGIES) == NAMES
     for name in NAMES:
         entry = lookup("strategy", name)
         assert entry.factory == "fabric_deepspeed.strategy:DeepSpeedStrategy"
@@ -93,23 +75,17 @@ def test_fabric_plugins_lists_fabric_deepspeed_with_every_strategy(
         script = shutil.which("fabric", path=str(Path(sys.executable).parent))
         if script is None:
             pytest.skip("the `fabric` console script is not installed next to this Python")
-        command = [script, "plugins", "--json"]
+        command = [script]
     else:
-        command = [sys.executable, "-m", "fabric_core.cli", "plugins", "--json"]
-    result = subprocess.run(command, env=clean_env(), capture_output=True, text=True, timeout=120)
-    assert result.returncode == 0, result.stderr
-    records = [r for r in json.loads(result.stdout)["plugins"] if r["distribution"] == "fabric-deepspeed"]
-    assert len(records) == 1, records
-    assert records[0]["status"] == "loaded", records[0]
-    assert records[0]["entry_point"] == "deepspeed = fabric_deepspeed"
-    assert set(records[0]["provides"]["strategies"]) == NAMES
-
-    text = subprocess.run(
-        [sys.executable, "-m", "fabric_core.cli", "plugins"], env=clean_env(), capture_output=True, text=True
-    ).stdout
-    assert "fabric-deepspeed 0.1.0  [loaded]  (deepspeed = fabric_deepspeed)" in text
-    line = next(line for line in text.splitlines() if line.strip().startswith("strategies: deepspeed"))
-    assert set(line.split(":", 1)[1].replace(" ", "").split(",")) == NAMES
+        command = [sys.executable, "-m", "fabric_core.cli"]
+    check_listed_by_fabric_plugins(
+        "fabric-deepspeed",
+        version="0.1.0",
+        entry_point="deepspeed = fabric_deepspeed",
+        provides=PROVIDES,
+        command=command,
+        env=clean_env(),
+    )
 
 
 BROKEN = """

@@ -6,7 +6,6 @@ Discovery imports the entry-point module in every process; it must stay free of 
 
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 from collections.abc import Callable
@@ -15,45 +14,18 @@ from typing import Any
 
 import pytest
 from fabric_core import Fabric
-from fabric_core.discovery import discover, lookup
+from fabric_core.discovery import lookup
+from fabric_core.testing import check_entry_point, check_import_is_light, check_listed_by_fabric_plugins
 
 from fabric_mlflow import LOGGER_FACTORY, MLFlowLogger
 
-CORE_ALONE = """
-import sys
-import fabric_core
-from fabric_core import Fabric
-Fabric(accelerator="cpu", devices=1)  # a whole run's discovery and selection, with autoload on
-heavy = sorted(name for name in sys.modules if name.split(".")[0] in ("mlflow", "fabric_mlflow", "sqlalchemy"))
-assert heavy == ["fabric_mlflow"], heavy  # the entry point alone
-print("CORE ALONE")
-"""
-
-ISOLATION = """
-import sys
-import fabric_core
-from fabric_core import Fabric
-
-def mlflow_modules():
-    return sorted(name for name in sys.modules if name.split(".")[0] in ("mlflow", "sqlalchemy", "alembic"))
-
-before = set(sys.modules)
-import fabric_mlflow
-added = sorted(set(sys.modules) - before)
-assert all(name == "fabric_mlflow" or name.startswith("fabric_core.") for name in added), added
-
-from fabric_core.discovery import discover
-(record,) = discover().records_for("fabric-mlflow")
-assert record.status == "loaded", record
-assert "fabric_mlflow.logger" not in sys.modules
-
+LIGHT_UNTIL_THE_RUN_OPENS = """
 # Selected by name: the logger's module is imported, but MLflow only when the run is opened.
 fabric = Fabric(accelerator="cpu", loggers=["mlflow"])
 assert "fabric_mlflow.logger" in sys.modules
-assert not mlflow_modules(), mlflow_modules()
+assert not heavy_modules(), heavy_modules()
 fabric.launch()
 assert "mlflow" in sys.modules
-print("ISOLATED", added)
 """
 
 
@@ -74,22 +46,23 @@ def python(clean_env: Callable[..., dict[str, str]], tmp_path: Path) -> Callable
     return run
 
 
-def test_import_fabric_core_does_not_import_mlflow(python: Callable[..., Any]) -> None:
-    result = python(CORE_ALONE)
-    assert result.returncode == 0, result.stdout + result.stderr
-    assert "CORE ALONE" in result.stdout
-
-
-def test_entry_point_and_discovery_do_not_import_mlflow(python: Callable[..., Any], tmp_path: Path) -> None:
-    result = python(ISOLATION)
-    assert result.returncode == 0, result.stdout + result.stderr
-    assert "ISOLATED" in result.stdout
+def test_fabric_core_entry_point_and_discovery_do_not_import_mlflow(
+    tmp_path: Path, clean_env: Callable[..., dict[str, str]]
+) -> None:
+    check_import_is_light(
+        tmp_path,
+        "fabric_mlflow",
+        "fabric-mlflow",
+        heavy=["mlflow", "sqlalchemy", "alembic"],
+        lazy=["fabric_mlflow.logger"],
+        then=LIGHT_UNTIL_THE_RUN_OPENS,
+        env=clean_env(),
+    )
     assert (tmp_path / "mlruns" / "mlflow.db").is_file()  # launch() opened the run
 
 
 def test_the_logger_name_is_registered_lazily() -> None:
-    (record,) = discover().records_for("fabric-mlflow")
-    assert record.status == "loaded", record.reason
+    record = check_entry_point("fabric-mlflow", {"loggers": ["mlflow"]})
     assert list(record.provides["loggers"]) == ["mlflow"]
     entry = lookup("logger", "mlflow")
     assert entry.factory == LOGGER_FACTORY == "fabric_mlflow.logger:MLFlowLogger"
@@ -118,20 +91,14 @@ def test_fabric_selects_the_logger_by_name(
     assert run_info.info.status == "FINISHED"
 
 
-@pytest.mark.parametrize("flag", ["", "--json"])
-def test_fabric_plugins_lists_fabric_mlflow(flag: str, clean_env: Callable[..., dict[str, str]]) -> None:
-    command = [sys.executable, "-m", "fabric_core.cli", "plugins", *([flag] if flag else [])]
-    result = subprocess.run(command, env=clean_env(), capture_output=True, text=True, timeout=120)
-    assert result.returncode == 0, result.stderr
-    if flag:
-        records = [r for r in json.loads(result.stdout)["plugins"] if r["distribution"] == "fabric-mlflow"]
-        assert len(records) == 1, records
-        assert records[0]["status"] == "loaded", records[0]
-        assert records[0]["entry_point"] == "mlflow = fabric_mlflow"
-        assert records[0]["provides"]["loggers"] == ["mlflow"]
-    else:
-        assert "fabric-mlflow 0.1.0  [loaded]  (mlflow = fabric_mlflow)" in result.stdout
-        assert "    loggers: mlflow" in result.stdout
+def test_fabric_plugins_lists_fabric_mlflow(clean_env: Callable[..., dict[str, str]]) -> None:
+    check_listed_by_fabric_plugins(
+        "fabric-mlflow",
+        version="0.1.0",
+        entry_point="mlflow = fabric_mlflow",
+        provides={"loggers": ["mlflow"]},
+        env=clean_env(),
+    )
 
 
 MISSING = """

@@ -6,7 +6,6 @@ Discovery imports the entry-point module in every process; it must stay free of 
 
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 from collections.abc import Callable
@@ -15,40 +14,18 @@ from typing import Any
 
 import pytest
 from fabric_core import Fabric
-from fabric_core.discovery import discover, lookup
+from fabric_core.discovery import lookup
+from fabric_core.testing import check_entry_point, check_import_is_light, check_listed_by_fabric_plugins
 
 from fabric_tensorboard import DEFAULT_INIT_PARAMS, LOGGER_FACTORY, TensorBoardLogger
 
-ISOLATION = """
-import sys
-import fabric_core
-from fabric_core import Fabric
-
-def tensorboard_modules():
-    return sorted(
-        name for name in sys.modules
-        if name.split(".")[0] in ("tensorboard", "tensorboardX") or name.startswith("torch.utils.tensorboard")
-    )
-
-before = set(sys.modules)
-import fabric_tensorboard
-added = sorted(set(sys.modules) - before)
-assert all(name == "fabric_tensorboard" or name.startswith("fabric_core.") for name in added), added
-
-from fabric_core.discovery import discover
-(record,) = discover().records_for("fabric-tensorboard")
-assert record.status == "loaded", record
-Fabric(accelerator="cpu", devices=1)  # a whole run's discovery and selection, without the logger
-assert not tensorboard_modules(), tensorboard_modules()
-assert "fabric_tensorboard.logger" not in sys.modules
-
+LIGHT_UNTIL_THE_FIRST_WRITE = """
 # Selected by name: the logger's module is imported, but TensorBoard only at the first write.
 fabric = Fabric(accelerator="cpu", loggers=["tensorboard"])
 assert "fabric_tensorboard.logger" in sys.modules
-assert not tensorboard_modules(), tensorboard_modules()
+assert not heavy_modules(), heavy_modules()
 fabric.log("x", 1.0, step=0)
 assert "torch.utils.tensorboard" in sys.modules
-print("ISOLATED", added)
 """
 
 
@@ -69,15 +46,19 @@ def python(clean_env: Callable[..., dict[str, str]], tmp_path: Path) -> Callable
     return run
 
 
-def test_entry_point_and_discovery_do_not_import_tensorboard(python: Callable[..., Any]) -> None:
-    result = python(ISOLATION)
-    assert result.returncode == 0, result.stdout + result.stderr
-    assert "ISOLATED" in result.stdout
+def test_entry_point_and_discovery_do_not_import_tensorboard(tmp_path: Path) -> None:
+    check_import_is_light(
+        tmp_path,
+        "fabric_tensorboard",
+        "fabric-tensorboard",
+        heavy=["tensorboard", "tensorboardX", "torch.utils.tensorboard"],
+        lazy=["fabric_tensorboard.logger"],
+        then=LIGHT_UNTIL_THE_FIRST_WRITE,
+    )
 
 
 def test_the_logger_name_is_registered_lazily() -> None:
-    (record,) = discover().records_for("fabric-tensorboard")
-    assert record.status == "loaded", record.reason
+    record = check_entry_point("fabric-tensorboard", {"loggers": ["tensorboard"]})
     assert list(record.provides["loggers"]) == ["tensorboard"]
     entry = lookup("logger", "tensorboard")
     assert entry.factory == LOGGER_FACTORY == "fabric_tensorboard.logger:TensorBoardLogger"
@@ -114,20 +95,14 @@ def test_core_lazy_path_resolves_to_this_class() -> None:
     assert core_class is TensorBoardLogger
 
 
-@pytest.mark.parametrize("flag", ["", "--json"])
-def test_fabric_plugins_lists_fabric_tensorboard(flag: str, clean_env: Callable[..., dict[str, str]]) -> None:
-    command = [sys.executable, "-m", "fabric_core.cli", "plugins", *([flag] if flag else [])]
-    result = subprocess.run(command, env=clean_env(), capture_output=True, text=True, timeout=120)
-    assert result.returncode == 0, result.stderr
-    if flag:
-        records = [r for r in json.loads(result.stdout)["plugins"] if r["distribution"] == "fabric-tensorboard"]
-        assert len(records) == 1, records
-        assert records[0]["status"] == "loaded", records[0]
-        assert records[0]["entry_point"] == "tensorboard = fabric_tensorboard"
-        assert records[0]["provides"]["loggers"] == ["tensorboard"]
-    else:
-        assert "fabric-tensorboard 0.1.0  [loaded]  (tensorboard = fabric_tensorboard)" in result.stdout
-        assert "    loggers: tensorboard" in result.stdout
+def test_fabric_plugins_lists_fabric_tensorboard(clean_env: Callable[..., dict[str, str]]) -> None:
+    check_listed_by_fabric_plugins(
+        "fabric-tensorboard",
+        version="0.1.0",
+        entry_point="tensorboard = fabric_tensorboard",
+        provides={"loggers": ["tensorboard"]},
+        env=clean_env(),
+    )
 
 
 MISSING = """

@@ -6,7 +6,6 @@ Discovery imports the entry-point module in every process; it must stay free of 
 
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 from collections.abc import Callable
@@ -15,39 +14,18 @@ from typing import Any
 
 import pytest
 from fabric_core import Fabric
-from fabric_core.discovery import discover, lookup
+from fabric_core.discovery import lookup
+from fabric_core.testing import check_entry_point, check_import_is_light, check_listed_by_fabric_plugins
 
 from fabric_wandb import DEFAULT_INIT_PARAMS, LOGGER_FACTORY, WandbLogger
 
-ISOLATION = """
-import sys
-
-def wandb_modules():
-    return sorted(name for name in sys.modules if name.split(".")[0] == "wandb")
-
-import fabric_core
-assert not wandb_modules(), wandb_modules()
-from fabric_core import Fabric
-
-before = set(sys.modules)
-import fabric_wandb
-added = sorted(set(sys.modules) - before)
-assert all(name == "fabric_wandb" or name.startswith("fabric_core.") for name in added), added
-
-from fabric_core.discovery import discover
-(record,) = discover().records_for("fabric-wandb")
-assert record.status == "loaded", record
-Fabric(accelerator="cpu", devices=1)  # a whole run's discovery and selection, without the logger
-assert not wandb_modules(), wandb_modules()
-assert "fabric_wandb.logger" not in sys.modules
-
+LIGHT_UNTIL_THE_RUN_STARTS = """
 # Selected by name: the logger's module is imported, but wandb only when the run starts.
 fabric = Fabric(accelerator="cpu", loggers=["wandb"])
 assert "fabric_wandb.logger" in sys.modules
-assert not wandb_modules(), wandb_modules()
+assert not heavy_modules(), heavy_modules()
 fabric.log("x", 1.0, step=0)
 assert "wandb" in sys.modules
-print("ISOLATED", added)
 """
 
 
@@ -68,15 +46,22 @@ def python(clean_env: Callable[..., dict[str, str]], tmp_path: Path) -> Callable
     return run
 
 
-def test_entry_point_and_discovery_do_not_import_wandb(python: Callable[..., Any]) -> None:
-    result = python(ISOLATION)
-    assert result.returncode == 0, result.stdout + result.stderr
-    assert "ISOLATED" in result.stdout
+def test_entry_point_and_discovery_do_not_import_wandb(
+    tmp_path: Path, clean_env: Callable[..., dict[str, str]]
+) -> None:
+    check_import_is_light(
+        tmp_path,
+        "fabric_wandb",
+        "fabric-wandb",
+        heavy=["wandb"],
+        lazy=["fabric_wandb.logger"],
+        then=LIGHT_UNTIL_THE_RUN_STARTS,
+        env=clean_env(),
+    )
 
 
 def test_the_logger_name_is_registered_lazily() -> None:
-    (record,) = discover().records_for("fabric-wandb")
-    assert record.status == "loaded", record.reason
+    record = check_entry_point("fabric-wandb", {"loggers": ["wandb"]})
     assert list(record.provides["loggers"]) == ["wandb"]
     entry = lookup("logger", "wandb")
     assert entry.factory == LOGGER_FACTORY == "fabric_wandb.logger:WandbLogger"
@@ -99,20 +84,14 @@ def test_fabric_selects_the_logger_by_name(tmp_path: Path, run_file: Callable[[s
     assert run_file(logger.log_dir).history() == [{"loss": 0.5, "acc": 0.25, "trainer/global_step": 4}]
 
 
-@pytest.mark.parametrize("flag", ["", "--json"])
-def test_fabric_plugins_lists_fabric_wandb(flag: str, clean_env: Callable[..., dict[str, str]]) -> None:
-    command = [sys.executable, "-m", "fabric_core.cli", "plugins", *([flag] if flag else [])]
-    result = subprocess.run(command, env=clean_env(), capture_output=True, text=True, timeout=120)
-    assert result.returncode == 0, result.stderr
-    if flag:
-        records = [r for r in json.loads(result.stdout)["plugins"] if r["distribution"] == "fabric-wandb"]
-        assert len(records) == 1, records
-        assert records[0]["status"] == "loaded", records[0]
-        assert records[0]["entry_point"] == "wandb = fabric_wandb"
-        assert records[0]["provides"]["loggers"] == ["wandb"]
-    else:
-        assert "fabric-wandb 0.1.0  [loaded]  (wandb = fabric_wandb)" in result.stdout
-        assert "    loggers: wandb" in result.stdout
+def test_fabric_plugins_lists_fabric_wandb(clean_env: Callable[..., dict[str, str]]) -> None:
+    check_listed_by_fabric_plugins(
+        "fabric-wandb",
+        version="0.1.0",
+        entry_point="wandb = fabric_wandb",
+        provides={"loggers": ["wandb"]},
+        env=clean_env(),
+    )
 
 
 MISSING = """

@@ -6,44 +6,30 @@ and so must ``import fabric_core`` and a run that does not select an XLA device.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
+from pathlib import Path
 
-from fabric_core.discovery import discover, lookup
+import pytest
+from fabric_core.discovery import lookup
+from fabric_core.testing import check_entry_point, check_import_is_light
 
-ISOLATION = """
-import sys
-import fabric_core
-assert "torch_xla" not in sys.modules
-from fabric_core import Fabric
-before = set(sys.modules)
-import fabric_xla
-added = sorted(set(sys.modules) - before)
-assert all(name == "fabric_xla" or name.startswith("fabric_core.") for name in added), added
-
-from fabric_core.discovery import discover
-(record,) = discover().records_for("fabric-xla")
-assert record.status == "loaded", record
-fabric = Fabric(devices=1)  # accelerator="auto": no PJRT_DEVICE and no TPU here, so the CPU
+#: "auto" asked fabric_xla.accelerator, which answered without importing torch_xla
+AUTO_IS_THE_CPU = """
 assert fabric.accelerator.name == "cpu", fabric.accelerator
-loaded = sorted(name for name in sys.modules if name.split(".")[0] == "torch_xla")
-assert not loaded, loaded  # "auto" asked fabric_xla.accelerator, which answered without importing torch_xla
-print("ISOLATED")
 """
 
 
-def test_fabric_core_and_discovery_never_import_torch_xla(python: Callable[..., Any]) -> None:
-    result = python(ISOLATION, PJRT_DEVICE="")
-    assert result.returncode == 0, result.output
-    assert "ISOLATED" in result.output
+def test_fabric_core_and_discovery_never_import_torch_xla(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("PJRT_DEVICE", raising=False)  # accelerator="auto", no PJRT_DEVICE and no TPU: the CPU
+    check_import_is_light(
+        tmp_path, "fabric_xla", "fabric-xla", heavy=["torch_xla"], arguments="devices=1", then=AUTO_IS_THE_CPU
+    )
 
 
 def test_entry_point_registers_the_accelerator_and_strategies() -> None:
-    (record,) = discover().records_for("fabric-xla")
-    assert record.status == "loaded", record.reason
+    record = check_entry_point(
+        "fabric-xla", {"accelerators": {"tpu", "xla"}, "strategies": {"single_xla", "xla", "xla_fsdp"}}
+    )
     assert record.entry_point == "xla"
-    assert set(record.provides["accelerators"]) == {"tpu", "xla"}
-    assert set(record.provides["strategies"]) == {"single_xla", "xla", "xla_fsdp"}
     assert lookup("accelerator", "tpu").priority == 30  # ahead of cuda: "auto" prefers a TPU, as Lightning
     assert lookup("accelerator", "xla").factory == lookup("accelerator", "tpu").factory
     for name in ("single_xla", "xla", "xla_fsdp"):
