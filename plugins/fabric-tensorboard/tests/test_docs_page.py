@@ -6,36 +6,15 @@ fabric-core's own doc tests compile every block but run only core examples; the 
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 import pytest
-from fabric_core import Fabric
+from fabric_core.testing import run_docs_examples
 
 PAGE = Path(__file__).resolve().parents[3] / "docs" / "plugins" / "tensorboard.md"
-MARKER = "<!-- run: fabric-tensorboard -->"
 
 
-def _blocks() -> list[tuple[int, str]]:
-    """``(line, code)`` of each python block right after the marker."""
-    text = PAGE.read_text(encoding="utf-8")
-    found = []
-    for match in re.finditer(re.escape(MARKER) + r"\s*\n```python\n(.*?)\n```", text, flags=re.DOTALL):
-        found.append((text[: match.start(1)].count("\n") + 1, match.group(1)))
-    return found
-
-
-@pytest.mark.skipif(not PAGE.is_file(), reason="docs/ is not here (add-on tested outside the repository)")
 def test_page_examples_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    blocks = _blocks()
-    assert blocks, f"{PAGE} has no block marked {MARKER}"
     monkeypatch.chdir(tmp_path)
-    for line, code in blocks:
-        namespace: dict[str, object] = {"__name__": "__docs__"}
-        try:
-            exec(compile("\n" * (line - 1) + code, str(PAGE), "exec"), namespace)
-        finally:
-            for value in namespace.values():
-                if isinstance(value, Fabric):
-                    value._teardown()
+    run_docs_examples(PAGE, "fabric-tensorboard")
     assert (tmp_path / "logs" / "regression" / "version_0").is_dir()
