@@ -1,9 +1,9 @@
 """Shared setup for fabric-mlflow's tests.
 
 These tests run with plugin autoload **on**: they test the add-on as users get it, found
-through its entry point. fabric-core's own suite switches autoload off per test, which does
-not reach here; in case a switch leaks in from the environment, every test here clears
-them, and subprocesses get an environment without them.
+through its entry point. Each test starts from a clean environment (the kit's
+:func:`fabric_core.testing.isolated_environment`: no ``FABRIC_*`` switch or launcher
+variable leaking in, rank-zero output on rank 0), and subprocesses get one without them.
 
 What a logger wrote is read back with MLflow's own ``MlflowClient``, on the same tracking
 store, through the ``store`` fixture. MLflow's telemetry is switched off (these tests have
@@ -14,20 +14,15 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
-import sys
-import textwrap
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
+from fabric_core.testing import ScriptRun, isolated_environment
+from fabric_core.testing import clean_environment as clean_process_environment
+from fabric_core.testing import run_script as run_program
 
-#: Switches of fabric-core's discovery; none may be set for these tests.
-SWITCHES = ("FABRIC_DISABLE_PLUGIN_AUTOLOAD", "FABRIC_PLUGINS", "FABRIC_BLOCK_PLUGINS")
-#: Variables a launcher or an earlier run may leave behind, which would change a child's role.
-_RUN_VARIABLES = ("LOCAL_RANK", "RANK", "WORLD_SIZE", "LOCAL_WORLD_SIZE", "MASTER_PORT", "MASTER_ADDR", "NODE_RANK")
 #: MLflow settings of the environment that would send these tests' runs elsewhere.
 _MLFLOW_VARIABLES = ("MLFLOW_TRACKING_URI", "MLFLOW_RUN_ID", "MLFLOW_EXPERIMENT_NAME", "MLFLOW_ENABLE_ASYNC_LOGGING")
 #: Settings every test process gets: no MLflow telemetry (there is no network here, and tests must not report).
@@ -35,51 +30,24 @@ QUIET = {"MLFLOW_DISABLE_TELEMETRY": "true", "DO_NOT_TRACK": "true"}
 
 os.environ.update(QUIET)
 
+#: what the ``run_script`` fixture returns (``returncode``, ``output``; ``check()`` asserts success)
+Run = ScriptRun
+
 
 def clean_environment(**overrides: str) -> dict[str, str]:
-    """This process's environment without fabric-core's switches, run variables and MLflow's
-    tracking settings, plus ``overrides``.
-
-    ``OMP_NUM_THREADS=1``: two ranks on two cores; more threads each only contend.
-    """
-    env = {
-        key: value
-        for key, value in os.environ.items()
-        if key not in SWITCHES
-        and key not in _RUN_VARIABLES
-        and key not in _MLFLOW_VARIABLES
-        and not key.startswith("FABRIC_")
-    }
-    env.setdefault("OMP_NUM_THREADS", "1")
+    """:func:`fabric_core.testing.clean_environment` without MLflow's tracking settings, quiet, plus ``overrides``."""
+    env = {key: value for key, value in clean_process_environment().items() if key not in _MLFLOW_VARIABLES}
     env.update(QUIET)
     env.update(overrides)
     return env
 
 
-@dataclass
-class Run:
-    returncode: int
-    output: str
-
-    def check(self) -> str:
-        assert self.returncode == 0, self.output
-        return self.output
-
-
 @pytest.fixture(autouse=True)
 def _autoload_on(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    from fabric_core.discovery import reset
-    from fabric_core.utilities.rank_zero import rank_zero_only
-
-    for switch in SWITCHES:
-        monkeypatch.delenv(switch, raising=False)
     for variable in _MLFLOW_VARIABLES:
         monkeypatch.delenv(variable, raising=False)
-    # A Fabric of an earlier test may have set another rank; these tests run as rank 0.
-    monkeypatch.setattr(rank_zero_only, "rank", 0)
-    reset()
-    yield
-    reset()
+    with isolated_environment(monkeypatch, autoload=True):
+        yield
 
 
 @pytest.fixture
@@ -90,20 +58,14 @@ def clean_env() -> Callable[..., dict[str, str]]:
 
 @pytest.fixture
 def run_script(tmp_path: Path) -> Callable[..., Run]:
-    """Write ``source`` to ``tmp_path/script.py`` and run it in ``tmp_path``; stdout and stderr together."""
+    """Write ``source`` to ``tmp_path/script.py`` and run it in ``tmp_path``; stdout and stderr together.
+
+    The run (:func:`fabric_core.testing.run_script`) starts from this process's environment, from which
+    ``_autoload_on`` removed MLflow's tracking settings; ``QUIET`` is set in it for good.
+    """
 
     def run(source: str, *args: str, timeout: float = 240, env: dict[str, str] | None = None) -> Run:
-        script = tmp_path / "script.py"
-        script.write_text(textwrap.dedent(source))
-        result = subprocess.run(
-            [sys.executable, str(script), *args],
-            cwd=tmp_path,
-            env=clean_environment(**(env or {})),
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-        )
-        return Run(result.returncode, result.stdout + result.stderr)
+        return run_program(tmp_path, source, *args, timeout=timeout, env={**QUIET, **(env or {})})
 
     return run
 

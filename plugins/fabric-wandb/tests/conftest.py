@@ -1,9 +1,9 @@
 """Shared setup for fabric-wandb's tests.
 
 These tests run with plugin autoload **on**: they test the add-on as users get it, found
-through its entry point. fabric-core's own suite switches autoload off per test, which does
-not reach here; in case a switch leaks in from the environment, every test here clears
-them, and subprocesses get an environment without them.
+through its entry point. Each test starts from a clean environment (the kit's
+:func:`fabric_core.testing.isolated_environment`: no ``FABRIC_*`` switch or launcher
+variable leaking in, rank-zero output on rank 0), and subprocesses get one without them.
 
 Nothing reaches the network or the home directory: W&B runs offline (``WANDB_MODE=offline``),
 and its run folders, settings, caches and artifact staging all live under the test's
@@ -18,22 +18,20 @@ from __future__ import annotations
 import json
 import os
 import struct
-import subprocess
 import sys
-import textwrap
 import time
 import zlib
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
+from fabric_core.testing import ScriptRun, isolated_environment
+from fabric_core.testing import clean_environment as clean_process_environment
+from fabric_core.testing import run_script as run_program
 
-#: Switches of fabric-core's discovery; none may be set for these tests.
-SWITCHES = ("FABRIC_DISABLE_PLUGIN_AUTOLOAD", "FABRIC_PLUGINS", "FABRIC_BLOCK_PLUGINS")
-#: Variables a launcher or an earlier run may leave behind, which would change a child's role.
-_RUN_VARIABLES = ("LOCAL_RANK", "RANK", "WORLD_SIZE", "LOCAL_WORLD_SIZE", "MASTER_PORT", "MASTER_ADDR", "NODE_RANK")
+#: what the ``run_script`` fixture returns (``returncode``, ``output``; ``check()`` asserts success)
+Run = ScriptRun
 
 
 def wandb_environment(home: Path) -> dict[str, str]:
@@ -52,32 +50,12 @@ def wandb_environment(home: Path) -> dict[str, str]:
 
 
 def clean_environment(home: Path, **overrides: str) -> dict[str, str]:
-    """This process's environment without fabric-core's switches and run variables, W&B sandboxed in ``home``.
-
-    ``OMP_NUM_THREADS=1``: two ranks on two cores; more threads each only contend.
-    """
-    env = {
-        key: value
-        for key, value in os.environ.items()
-        if key not in SWITCHES
-        and key not in _RUN_VARIABLES
-        and not key.startswith("FABRIC_")
-        and not key.startswith("WANDB_")  # a service token or settings of this process
-    }
-    env.setdefault("OMP_NUM_THREADS", "1")
+    """:func:`fabric_core.testing.clean_environment` without this process's ``WANDB_*`` settings (a service
+    token, a project), W&B sandboxed in ``home``, plus ``overrides``."""
+    env = {key: value for key, value in clean_process_environment().items() if not key.startswith("WANDB_")}
     env.update(wandb_environment(home))
     env.update(overrides)
     return env
-
-
-@dataclass
-class Run:
-    returncode: int
-    output: str
-
-    def check(self) -> str:
-        assert self.returncode == 0, self.output
-        return self.output
 
 
 @pytest.fixture(scope="session")
@@ -88,20 +66,13 @@ def _wandb_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(autouse=True)
 def _autoload_on(monkeypatch: pytest.MonkeyPatch, _wandb_home: Path, tmp_path: Path) -> Iterator[None]:
-    from fabric_core.discovery import reset
-    from fabric_core.utilities.rank_zero import rank_zero_only
-
-    for switch in SWITCHES:
-        monkeypatch.delenv(switch, raising=False)
+    for key in [key for key in os.environ if key.startswith("WANDB_")]:
+        monkeypatch.delenv(key)  # a service token or settings of this process
     for key, value in wandb_environment(_wandb_home).items():
         monkeypatch.setenv(key, value)
     monkeypatch.setenv("WANDB_DIR", str(tmp_path))  # read by WandbLogger itself, so per test
-    monkeypatch.delenv("WANDB_PROJECT", raising=False)
-    # A Fabric of an earlier test may have set another rank; these tests run as rank 0.
-    monkeypatch.setattr(rank_zero_only, "rank", 0)
-    reset()
-    yield
-    reset()
+    with isolated_environment(monkeypatch, autoload=True):
+        yield
     _finish_leftover_run()
 
 
@@ -119,21 +90,16 @@ def clean_env(tmp_path: Path) -> Callable[..., dict[str, str]]:
 
 
 @pytest.fixture
-def run_script(tmp_path: Path, clean_env: Callable[..., dict[str, str]]) -> Callable[..., Run]:
-    """Write ``source`` to ``tmp_path/script.py`` and run it in ``tmp_path``; stdout and stderr together."""
+def run_script(tmp_path: Path) -> Callable[..., Run]:
+    """Write ``source`` to ``tmp_path/script.py`` and run it in ``tmp_path``; stdout and stderr together.
+
+    The run (:func:`fabric_core.testing.run_script`) starts from this process's environment, whose
+    ``WANDB_*`` settings ``_autoload_on`` made; W&B's folders are moved under ``tmp_path/wandb-home``.
+    """
 
     def run(source: str, *args: str, timeout: float = 240, env: dict[str, str] | None = None) -> Run:
-        script = tmp_path / "script.py"
-        script.write_text(textwrap.dedent(source))
-        result = subprocess.run(
-            [sys.executable, str(script), *args],
-            cwd=tmp_path,
-            env=clean_env(**(env or {})),
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-        )
-        return Run(result.returncode, result.stdout + result.stderr)
+        environment = {**wandb_environment(tmp_path / "wandb-home"), **(env or {})}
+        return run_program(tmp_path, source, *args, timeout=timeout, env=environment)
 
     return run
 
