@@ -2,9 +2,9 @@
 
 The suite runs in an environment of its own (torch 2.9.1 and torch-xla 2.9.0; see the
 add-on's README) with ``PJRT_DEVICE=CPU``, which is set here when the caller did not. The
-tests find the add-on through its entry point, as users get it: fabric-core's own suite
-switches autoload off per test, and any such switch leaking in from the environment is
-cleared here.
+tests find the add-on through its entry point, as users get it, each from a clean
+environment (the kit's :func:`fabric_core.testing.isolated_environment`: no ``FABRIC_*``
+switch or launcher variable leaking in).
 
 The XLA device is started once, before any test: PyTorch's autograd engine sizes its
 per-device queues at the first backward pass, so a CPU backward before the XLA runtime
@@ -22,26 +22,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from fabric_core.testing import clean_environment as clean_process_environment
+from fabric_core.testing import isolated_environment
 
 os.environ.setdefault("PJRT_DEVICE", "CPU")
 
-#: Switches of fabric-core's discovery; none may be set for these tests.
-SWITCHES = ("FABRIC_DISABLE_PLUGIN_AUTOLOAD", "FABRIC_PLUGINS", "FABRIC_BLOCK_PLUGINS")
-#: Variables a launcher or an earlier run may leave behind, which would change a run's role.
-_RUN_VARIABLES = ("LOCAL_RANK", "RANK", "WORLD_SIZE", "LOCAL_WORLD_SIZE", "MASTER_PORT", "MASTER_ADDR", "NODE_RANK")
-
 
 def clean_environment(**overrides: str) -> dict[str, str]:
-    """This process's environment without fabric-core's switches and run variables, plus ``overrides``.
-
-    An override of ``""`` removes the variable.
-    """
-    env = {
-        key: value
-        for key, value in os.environ.items()
-        if key not in SWITCHES and key not in _RUN_VARIABLES and not key.startswith("FABRIC_")
-    }
-    env.setdefault("OMP_NUM_THREADS", "1")
+    """:func:`fabric_core.testing.clean_environment` plus ``overrides``; an override of ``""`` removes the variable."""
+    env = clean_process_environment()
     for key, value in overrides.items():
         if value == "":
             env.pop(key, None)
@@ -89,15 +78,8 @@ def _xla_device_first() -> None:
 
 @pytest.fixture(autouse=True)
 def _autoload_on(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    from fabric_core.discovery import reset
-
-    for name in (*SWITCHES, *_RUN_VARIABLES):
-        monkeypatch.delenv(name, raising=False)
-    for name in [name for name in os.environ if name.startswith("FABRIC_")]:
-        monkeypatch.delenv(name)
-    reset()
-    yield
-    reset()
+    with isolated_environment(monkeypatch, autoload=True):
+        yield
 
 
 @pytest.fixture
