@@ -20,16 +20,19 @@ load it with ``-p fabric_core.testing``. It gives:
   and what it left running), :func:`find_free_port`, :class:`FakeSite` (fake installed
   distributions);
 * checks of an add-on's packaging: :func:`check_entry_point`,
-  :func:`check_listed_by_fabric_plugins`, :func:`check_import_is_light` and
-  :func:`run_docs_examples` (its docs page's examples).
+  :func:`check_listed_by_fabric_plugins`, :func:`check_import_is_light`,
+  :func:`import_failure` (its library missing or broken) and :func:`run_docs_examples`
+  (its docs page's examples).
 
 See docs/guide/testing.md.
 """
 
 from fabric_core.testing.addons import (
+    ImportFailure,
     check_entry_point,
     check_import_is_light,
     check_listed_by_fabric_plugins,
+    import_failure,
     run_docs_examples,
 )
 from fabric_core.testing.checks import check_checkpoint_round_trip, check_collectives, check_training_reduces_loss
@@ -63,6 +66,7 @@ __all__ = [
     "EnvironmentConformance",
     "FakeSite",
     "HookWrapperConformance",
+    "ImportFailure",
     "LoggerConformance",
     "Place",
     "PluginSandbox",
@@ -82,6 +86,7 @@ __all__ = [
     "conformance_run",
     "fabric_plugins",
     "find_free_port",
+    "import_failure",
     "isolated_environment",
     "launcher_command",
     "processes_with_marker",

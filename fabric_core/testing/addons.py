@@ -12,6 +12,8 @@ differed:
   show it loaded, with its entry point and its names;
 * :func:`check_import_is_light`: ``import fabric_core``, the entry point and a run that
   does not select the add-on import none of the heavy library;
+* :func:`import_failure`: what an add-on raises, in a fresh process, where its library is
+  missing or broken (the message users see, and its cause);
 * :func:`run_docs_examples`: the blocks of a docs page marked
   ``<!-- run: <distribution> -->`` run as written.
 """
@@ -24,6 +26,7 @@ import subprocess
 import sys
 import textwrap
 from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +35,14 @@ import pytest
 from fabric_core.testing.environ import clean_environment
 from fabric_core.testing.processes import ScriptRun, run_script
 
-__all__ = ["check_entry_point", "check_import_is_light", "check_listed_by_fabric_plugins", "run_docs_examples"]
+__all__ = [
+    "ImportFailure",
+    "check_entry_point",
+    "check_import_is_light",
+    "check_listed_by_fabric_plugins",
+    "import_failure",
+    "run_docs_examples",
+]
 
 
 def check_entry_point(distribution: str, provides: Mapping[str, Collection[str]]) -> Any:
@@ -190,6 +200,71 @@ def check_import_is_light(
     run.check()
     assert "LIGHT" in run.output, run.output
     return run
+
+
+_FAILURE = """
+import json
+import sys
+
+from fabric_core import Fabric
+
+{setup}
+for name in {missing!r}:
+    sys.modules[name] = None  # as if the package were not installed (or failed to import)
+try:
+{statement}
+except ImportError as err:
+    failure = {{"type": type(err).__name__, "message": str(err), "cause": repr(err.__cause__)}}
+    print("IMPORT_FAILURE", json.dumps(failure))
+else:
+    print("NO IMPORT ERROR")
+"""
+
+
+@dataclass(frozen=True)
+class ImportFailure:
+    """The ``ImportError`` a statement raised in a fresh process (see :func:`import_failure`).
+
+    :ivar type: the class's name (``"ModuleNotFoundError"``, ``"ImportError"``).
+    :ivar message: ``str(error)``, what users read.
+    :ivar cause: ``repr(error.__cause__)`` (``"None"`` when the error chains nothing).
+    """
+
+    type: str
+    message: str
+    cause: str
+
+
+def import_failure(
+    folder: Path,
+    statement: str,
+    *,
+    missing: Sequence[str] = (),
+    setup: str = "",
+    env: Mapping[str, str] | None = None,
+    timeout: float = 240,
+) -> ImportFailure:
+    """Run ``statement`` in a fresh process and return the ``ImportError`` it raised.
+
+    The script (run with :func:`run_script` in ``folder``) imports ``sys`` and ``Fabric``,
+    runs ``setup``, then makes each of ``missing`` fail to import
+    (``sys.modules[name] = None``: a package that is not installed, or, after ``setup``
+    imported the add-on, one that breaks at its first use), then runs ``statement``.
+    The check fails when the script fails otherwise or the statement raises nothing.
+
+    :param env: variables for the script on top of the clean environment (a
+        ``PYTHONPATH`` that puts a broken package first, for instance).
+    """
+    source = _FAILURE.format(
+        setup=textwrap.dedent(setup),
+        missing=tuple(missing),
+        statement=textwrap.indent(textwrap.dedent(statement).strip(), "    "),
+    )
+    run = run_script(folder, source, timeout=timeout, env=dict(env or {}))
+    output = run.check()
+    lines = [line for line in output.splitlines() if line.startswith("IMPORT_FAILURE ")]
+    assert lines, f"{statement.strip()!r} raised no ImportError with {list(missing)} missing:\n{output}"
+    return ImportFailure(**json.loads(lines[-1].split(" ", 1)[1]))
 
 
 def _marked_blocks(page: Path, marker: str) -> list[tuple[int, str]]:

@@ -6,8 +6,6 @@ Discovery imports the entry-point module in every process; it must stay free of 
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -15,7 +13,12 @@ from typing import Any
 import pytest
 from fabric_core import Fabric
 from fabric_core.discovery import lookup
-from fabric_core.testing import check_entry_point, check_import_is_light, check_listed_by_fabric_plugins
+from fabric_core.testing import (
+    check_entry_point,
+    check_import_is_light,
+    check_listed_by_fabric_plugins,
+    import_failure,
+)
 
 from fabric_mlflow import LOGGER_FACTORY, MLFlowLogger
 
@@ -27,23 +30,6 @@ assert not heavy_modules(), heavy_modules()
 fabric.launch()
 assert "mlflow" in sys.modules
 """
-
-
-@pytest.fixture
-def python(clean_env: Callable[..., dict[str, str]], tmp_path: Path) -> Callable[..., Any]:
-    """Run ``python -c code`` in ``tmp_path`` with a clean environment (plugin autoload on)."""
-
-    def run(code: str, **env: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [sys.executable, "-c", code],
-            cwd=tmp_path,
-            env=clean_env(**env),
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
-
-    return run
 
 
 def test_fabric_core_entry_point_and_discovery_do_not_import_mlflow(
@@ -101,44 +87,25 @@ def test_fabric_plugins_lists_fabric_mlflow(clean_env: Callable[..., dict[str, s
     )
 
 
-MISSING = """
-import sys
-sys.modules["mlflow"] = None  # as if the package were not installed
-from fabric_core import Fabric
-try:
-    Fabric(accelerator="cpu", loggers=["mlflow"])
-except ModuleNotFoundError as err:
-    print("ERROR:", err)
-    sys.exit(0)
-print("NO ERROR")
-"""
-
-
-def test_missing_mlflow_names_the_pip_command(python: Callable[..., Any]) -> None:
-    result = python(MISSING)
-    assert result.returncode == 0, result.stderr
-    assert (
-        "ERROR: MLFlowLogger logs with the mlflow package, which is not installed. pip install fabric-mlflow (which "
+def test_missing_mlflow_names_the_pip_command(tmp_path: Path, clean_env: Callable[..., dict[str, str]]) -> None:
+    failure = import_failure(
+        tmp_path, 'Fabric(accelerator="cpu", loggers=["mlflow"])', missing=["mlflow"], env=clean_env()
+    )
+    assert failure.type == "ModuleNotFoundError", failure
+    assert failure.message.startswith(
+        "MLFlowLogger logs with the mlflow package, which is not installed. pip install fabric-mlflow (which "
         "pulls in mlflow-skinny, the MLflow client), or pip install mlflow for its UI and server too."
-    ) in result.stdout
+    ), failure.message
 
 
-BROKEN = """
-import sys
-from fabric_mlflow import MLFlowLogger
-logger = MLFlowLogger()
-sys.modules["mlflow"] = None  # a broken installation: the import fails
-try:
-    logger.log_metrics({"x": 1.0}, step=0)
-except ImportError as err:
-    print("ERROR:", err)
-    print("CAUSE:", repr(err.__cause__))
-"""
-
-
-def test_a_broken_mlflow_names_the_cause_and_the_fix(python: Callable[..., Any]) -> None:
-    result = python(BROKEN)
-    assert result.returncode == 0, result.stderr
-    assert "ERROR: MLFlowLogger could not import mlflow (ModuleNotFoundError: " in result.stdout
-    assert "pip install --force-reinstall mlflow-skinny" in result.stdout
-    assert "CAUSE: ModuleNotFoundError(" in result.stdout
+def test_a_broken_mlflow_names_the_cause_and_the_fix(tmp_path: Path, clean_env: Callable[..., dict[str, str]]) -> None:
+    failure = import_failure(
+        tmp_path,
+        'logger.log_metrics({"x": 1.0}, step=0)',
+        setup="from fabric_mlflow import MLFlowLogger\nlogger = MLFlowLogger()",
+        missing=["mlflow"],  # a broken installation: the import fails
+        env=clean_env(),
+    )
+    assert failure.message.startswith("MLFlowLogger could not import mlflow (ModuleNotFoundError: "), failure.message
+    assert "pip install --force-reinstall mlflow-skinny" in failure.message
+    assert failure.cause.startswith("ModuleNotFoundError("), failure.cause

@@ -6,8 +6,6 @@ Discovery imports the entry-point module in every process; it must stay free of 
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -15,7 +13,12 @@ from typing import Any
 import pytest
 from fabric_core import Fabric
 from fabric_core.discovery import lookup
-from fabric_core.testing import check_entry_point, check_import_is_light, check_listed_by_fabric_plugins
+from fabric_core.testing import (
+    check_entry_point,
+    check_import_is_light,
+    check_listed_by_fabric_plugins,
+    import_failure,
+)
 
 from fabric_tensorboard import DEFAULT_INIT_PARAMS, LOGGER_FACTORY, TensorBoardLogger
 
@@ -27,23 +30,6 @@ assert not heavy_modules(), heavy_modules()
 fabric.log("x", 1.0, step=0)
 assert "torch.utils.tensorboard" in sys.modules
 """
-
-
-@pytest.fixture
-def python(clean_env: Callable[..., dict[str, str]], tmp_path: Path) -> Callable[..., Any]:
-    """Run ``python -c code`` in ``tmp_path`` with a clean environment (plugin autoload on)."""
-
-    def run(code: str, **env: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [sys.executable, "-c", code],
-            cwd=tmp_path,
-            env=clean_env(**env),
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
-
-    return run
 
 
 def test_entry_point_and_discovery_do_not_import_tensorboard(tmp_path: Path) -> None:
@@ -105,44 +91,30 @@ def test_fabric_plugins_lists_fabric_tensorboard(clean_env: Callable[..., dict[s
     )
 
 
-MISSING = """
-import sys
-sys.modules["tensorboard"] = None  # as if the package were not installed
-from fabric_core import Fabric
-try:
-    Fabric(accelerator="cpu", loggers=["tensorboard"])
-except ModuleNotFoundError as err:
-    print("ERROR:", err)
-    sys.exit(0)
-print("NO ERROR")
-"""
-
-
-def test_missing_tensorboard_says_pip_install_tensorboard(python: Callable[..., Any]) -> None:
-    result = python(MISSING)
-    assert result.returncode == 0, result.stderr
-    assert (
-        "ERROR: TensorBoardLogger writes with the tensorboard package, which is not installed. "
+def test_missing_tensorboard_says_pip_install_tensorboard(
+    tmp_path: Path, clean_env: Callable[..., dict[str, str]]
+) -> None:
+    failure = import_failure(
+        tmp_path, 'Fabric(accelerator="cpu", loggers=["tensorboard"])', missing=["tensorboard"], env=clean_env()
+    )
+    assert failure.type == "ModuleNotFoundError", failure
+    assert failure.message.startswith(
+        "TensorBoardLogger writes with the tensorboard package, which is not installed. "
         "pip install tensorboard (or reinstall fabric-tensorboard, which depends on it)."
-    ) in result.stdout
+    ), failure.message
 
 
-BROKEN = """
-import sys
-from fabric_tensorboard import TensorBoardLogger
-logger = TensorBoardLogger("logs")
-sys.modules["torch.utils.tensorboard"] = None  # a broken installation: the import fails
-try:
-    logger.log_metrics({"x": 1.0}, step=0)
-except ImportError as err:
-    print("ERROR:", err)
-    print("CAUSE:", repr(err.__cause__))
-"""
-
-
-def test_a_broken_tensorboard_names_the_cause_and_the_fix(python: Callable[..., Any]) -> None:
-    result = python(BROKEN)
-    assert result.returncode == 0, result.stderr
-    assert "ERROR: TensorBoardLogger could not import torch.utils.tensorboard (ModuleNotFoundError: " in result.stdout
-    assert "pip install --force-reinstall tensorboard" in result.stdout
-    assert "CAUSE: ModuleNotFoundError(" in result.stdout
+def test_a_broken_tensorboard_names_the_cause_and_the_fix(
+    tmp_path: Path, clean_env: Callable[..., dict[str, str]]
+) -> None:
+    failure = import_failure(
+        tmp_path,
+        'logger.log_metrics({"x": 1.0}, step=0)',
+        setup='from fabric_tensorboard import TensorBoardLogger\nlogger = TensorBoardLogger("logs")',
+        missing=["torch.utils.tensorboard"],  # a broken installation: the import fails
+        env=clean_env(),
+    )
+    expected = "TensorBoardLogger could not import torch.utils.tensorboard (ModuleNotFoundError: "
+    assert failure.message.startswith(expected), failure.message
+    assert "pip install --force-reinstall tensorboard" in failure.message
+    assert failure.cause.startswith("ModuleNotFoundError("), failure.cause

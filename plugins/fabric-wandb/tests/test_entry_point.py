@@ -6,16 +6,18 @@ Discovery imports the entry-point module in every process; it must stay free of 
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import pytest
 from fabric_core import Fabric
 from fabric_core.discovery import lookup
-from fabric_core.testing import check_entry_point, check_import_is_light, check_listed_by_fabric_plugins
+from fabric_core.testing import (
+    check_entry_point,
+    check_import_is_light,
+    check_listed_by_fabric_plugins,
+    import_failure,
+)
 
 from fabric_wandb import DEFAULT_INIT_PARAMS, LOGGER_FACTORY, WandbLogger
 
@@ -27,23 +29,6 @@ assert not heavy_modules(), heavy_modules()
 fabric.log("x", 1.0, step=0)
 assert "wandb" in sys.modules
 """
-
-
-@pytest.fixture
-def python(clean_env: Callable[..., dict[str, str]], tmp_path: Path) -> Callable[..., Any]:
-    """Run ``python -c code`` in ``tmp_path`` with a clean environment (plugin autoload on, W&B offline)."""
-
-    def run(code: str, **env: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [sys.executable, "-c", code],
-            cwd=tmp_path,
-            env=clean_env(**env),
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
-
-    return run
 
 
 def test_entry_point_and_discovery_do_not_import_wandb(
@@ -94,44 +79,25 @@ def test_fabric_plugins_lists_fabric_wandb(clean_env: Callable[..., dict[str, st
     )
 
 
-MISSING = """
-import sys
-sys.modules["wandb"] = None  # as if the package were not installed
-from fabric_core import Fabric
-try:
-    Fabric(accelerator="cpu", loggers=["wandb"])
-except ModuleNotFoundError as err:
-    print("ERROR:", err)
-    sys.exit(0)
-print("NO ERROR")
-"""
-
-
-def test_missing_wandb_says_pip_install_wandb(python: Callable[..., Any]) -> None:
-    result = python(MISSING)
-    assert result.returncode == 0, result.stderr
-    assert (
-        "ERROR: WandbLogger logs with the wandb package, which is not installed. "
+def test_missing_wandb_says_pip_install_wandb(tmp_path: Path, clean_env: Callable[..., dict[str, str]]) -> None:
+    failure = import_failure(
+        tmp_path, 'Fabric(accelerator="cpu", loggers=["wandb"])', missing=["wandb"], env=clean_env()
+    )
+    assert failure.type == "ModuleNotFoundError", failure
+    assert failure.message.startswith(
+        "WandbLogger logs with the wandb package, which is not installed. "
         "pip install wandb (or reinstall fabric-wandb, which depends on it)."
-    ) in result.stdout
+    ), failure.message
 
 
-BROKEN = """
-import sys
-from fabric_wandb import WandbLogger
-logger = WandbLogger()
-sys.modules["wandb"] = None  # a broken installation: the import fails
-try:
-    logger.log_metrics({"x": 1.0}, step=0)
-except ImportError as err:
-    print("ERROR:", err)
-    print("CAUSE:", repr(err.__cause__))
-"""
-
-
-def test_a_broken_wandb_names_the_cause_and_the_fix(python: Callable[..., Any]) -> None:
-    result = python(BROKEN)
-    assert result.returncode == 0, result.stderr
-    assert "ERROR: WandbLogger could not import wandb (ModuleNotFoundError: " in result.stdout
-    assert "pip install --force-reinstall wandb" in result.stdout
-    assert "CAUSE: ModuleNotFoundError(" in result.stdout
+def test_a_broken_wandb_names_the_cause_and_the_fix(tmp_path: Path, clean_env: Callable[..., dict[str, str]]) -> None:
+    failure = import_failure(
+        tmp_path,
+        'logger.log_metrics({"x": 1.0}, step=0)',
+        setup="from fabric_wandb import WandbLogger\nlogger = WandbLogger()",
+        missing=["wandb"],  # a broken installation: the import fails
+        env=clean_env(),
+    )
+    assert failure.message.startswith("WandbLogger could not import wandb (ModuleNotFoundError: "), failure.message
+    assert "pip install --force-reinstall wandb" in failure.message
+    assert failure.cause.startswith("ModuleNotFoundError("), failure.cause
