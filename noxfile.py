@@ -32,6 +32,11 @@ ENV = {
 
 nox.options.reuse_existing_virtualenvs = False
 nox.options.error_on_missing_interpreters = True
+# Two sessions at a time: the core's suite (the longest) beside the add-ons' one after the
+# other. Installs and the suites' waits (process start-up, rendezvous, timeouts) overlap, so
+# the whole run takes about two thirds of the serial time on two cores. `nox -j 1` for serial.
+nox.options.parallel = 2
+nox.options.allow_parallel = True
 
 
 def addons() -> list[Path]:
@@ -66,11 +71,14 @@ for _folder in addons():
 def lint(session: nox.Session) -> None:
     """ruff (lint and format) and mypy (strict) over the core and every add-on package.
 
-    The add-ons with light dependencies are installed so their types are checked against the
-    real libraries; those with heavy ones (torch_xla, mlflow, wandb) are type-checked with
-    their libraries' imports as ``Any`` (``ignore_missing_imports``).
+    pytest (the test kit's fixtures) and the add-ons with light dependencies are installed so
+    their types are checked against the real libraries; those with heavy ones (torch_xla,
+    mlflow, wandb) are type-checked with their libraries' imports as ``Any``
+    (``ignore_missing_imports``).
     """
-    session.install(TORCH, "nox", "-e", ".[lint]", "-e", "plugins/fabric-deepspeed", "-e", "plugins/fabric-tensorboard")
+    session.install(
+        TORCH, "nox", "-e", ".[lint,test]", "-e", "plugins/fabric-deepspeed", "-e", "plugins/fabric-tensorboard"
+    )
     session.run("ruff", "check", ".")
     session.run("ruff", "format", "--check", ".")
     session.run("mypy", env=ENV)
