@@ -21,7 +21,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from fabric_core.strategies.checkpoint_state import warn_if_no_key_matched
+from fabric_core.strategies.checkpoint_state import check_missing, restore_into
 from torch import Tensor
 from torch.nn import Module
 from torch.optim import Optimizer
@@ -190,22 +190,5 @@ class XLAFSDPStrategy(XLAStrategy):
         if isinstance(state, Optimizer):
             state.load_state_dict(checkpoint)
             return {}
-        missing = [key for key in state if key not in checkpoint]
-        if strict and missing:
-            raise KeyError(
-                f"The requested state contains keys {missing} that the checkpoint {str(path)!r} does not have "
-                f"(it has {sorted(checkpoint)}). Pass strict=False to load the keys that exist."
-            )
-        if not strict:
-            warn_if_no_key_matched(path, state, checkpoint)
-        for key, obj in list(state.items()):
-            if key not in checkpoint:
-                continue
-            value = checkpoint.pop(key)
-            if isinstance(obj, Module):
-                self.load_module_state_dict(obj, value, strict=strict)
-            elif callable(getattr(obj, "load_state_dict", None)):
-                obj.load_state_dict(value)
-            else:
-                state[key] = value
-        return checkpoint
+        check_missing(path, state, checkpoint, strict)
+        return restore_into(state, checkpoint, lambda module, value: self.load_module_state_dict(module, value, strict))
