@@ -143,8 +143,7 @@ class SubprocessScriptLauncher(Launcher):
             if self._reported:
                 return
             self._reported = True
-            ends = self._settled_ends()
-            cause = root_cause(list(ends.values()))
+            ends, cause = self._settled_ends()
             if cause is None:
                 message = "\nfabric: rank 0 failed; see its traceback above.\n"
             else:
@@ -157,8 +156,8 @@ class SubprocessScriptLauncher(Launcher):
             sys.stderr.write(message + "fabric: stopping all processes.\n")
             sys.stderr.flush()
 
-    def _settled_ends(self) -> dict[int, RankEnd]:
-        """How each rank ended, once the picture is clear enough to name the first failure.
+    def _settled_ends(self) -> tuple[dict[int, RankEnd], RankEnd | None]:
+        """How each rank ended and which failed first, once the picture is clear enough to say.
 
         The failing rank and the ranks it took down record their errors and exits within
         moments; on a loaded machine the consequences (a peer's "connection closed") can be
@@ -178,14 +177,11 @@ class SubprocessScriptLauncher(Launcher):
                 ends[rank] = RankEnd(rank, failed_at, code=code, error=error[1] if error else None)
             cause = root_cause(list(ends.values()))
             all_ended = len(self._ends) == len(self.procs)
-            if all_ended:
-                return ends
             # Named once it is no mere consequence and its exit (its code) is recorded, unless it is this process.
             original = cause is not None and not is_consequence(cause.error or "")
-            if cause is not None and original and (cause.code is not None or cause.rank == self._global_rank(0)):
-                return ends
-            if time.monotonic() >= deadline:
-                return ends
+            named = cause is not None and original and (cause.code is not None or cause.rank == self._global_rank(0))
+            if all_ended or named or time.monotonic() >= deadline:
+                return ends, cause
             time.sleep(0.05)
 
     def _stop_children(self) -> None:
