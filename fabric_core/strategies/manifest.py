@@ -25,7 +25,7 @@ import os
 import time
 import zlib
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from fabric_core.checkpoint_io import CheckpointError
 
@@ -45,15 +45,19 @@ def checksum(file: Path) -> str:
     300 MB checkpoint added about 20% to a save. With the size recorded too, it still
     catches truncation, swapped or overwritten files and damage that touches a sampled block.
     """
-    size = file.stat().st_size
     with open(file, "rb", buffering=0) as handle:
-        if size <= _WHOLE:
-            return f"{zlib.crc32(handle.read()):08x}"
-        value = 0
-        last = size - _BLOCK
-        for index in range(_SAMPLES):
-            handle.seek(last * index // (_SAMPLES - 1))
-            value = zlib.crc32(handle.read(_BLOCK), value)
+        return checksum_stream(handle, file.stat().st_size)
+
+
+def checksum_stream(handle: BinaryIO, size: int) -> str:
+    """:func:`checksum` of an open, seekable binary file of ``size`` bytes (a local file or an fsspec one)."""
+    if size <= _WHOLE:
+        return f"{zlib.crc32(handle.read()):08x}"
+    value = 0
+    last = size - _BLOCK
+    for index in range(_SAMPLES):
+        handle.seek(last * index // (_SAMPLES - 1))
+        value = zlib.crc32(handle.read(_BLOCK), value)
     return f"{value:08x}"
 
 
