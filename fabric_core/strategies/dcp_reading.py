@@ -20,7 +20,7 @@ import io
 import pickle
 import zipfile
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import torch
 from torch.distributed.checkpoint.api import CheckpointException
@@ -79,9 +79,14 @@ def read_metadata(directory: Path, weights_only: bool) -> Metadata:
     path = directory / METADATA_FILE
     if not weights_only:
         return FileSystemReader(directory).read_metadata()
+    with path.open("rb") as file:
+        return unpickle_metadata(file, path)
+
+
+def unpickle_metadata(file: IO[bytes], path: str | Path) -> Metadata:
+    """DCP ``Metadata`` from the open ``.metadata`` file at ``path`` (local or fsspec), building nothing else."""
     try:
-        with path.open("rb") as file:
-            metadata = _MetadataUnpickler(file).load()
+        metadata = _MetadataUnpickler(file).load()
     except _Refused as err:
         raise holds_code(path, str(err)) from err
     except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, IndexError, KeyError) as err:
@@ -102,7 +107,7 @@ class MetadataReader(FileSystemReader):
         return self._metadata
 
 
-def _check_bytes(directory: Path, value: io.BytesIO) -> None:
+def _check_bytes(directory: str | Path, value: io.BytesIO) -> None:
     """Refuse a non-tensor DCP entry whose unpickling could run code; leave ``value`` rewound for DCP."""
     try:
         torch.load(value, weights_only=True)
@@ -126,7 +131,7 @@ def _bytes_pickle(value: io.BytesIO) -> bytes | None:
 class SafeLoadPlanner(DefaultLoadPlanner):
     """DCP's load planner; under ``weights_only`` non-tensor entries must pass ``torch.load(weights_only=True)``."""
 
-    def __init__(self, directory: Path, weights_only: bool, allow_partial_load: bool) -> None:
+    def __init__(self, directory: str | Path, weights_only: bool, allow_partial_load: bool) -> None:
         super().__init__(allow_partial_load=allow_partial_load)
         self._directory = directory
         self._weights_only = weights_only
