@@ -34,6 +34,7 @@ def state():
     discovery = sys.modules.get("fabric_core._discovery")
     return {
         "heavy": heavy(),
+        "torch": "torch" in sys.modules,
         "builtins": "fabric_core._builtins" in sys.modules,
         "addon_plugin": "fake_iso_plugin" in sys.modules,
         "addon_impl": "fake_iso_impl" in sys.modules,
@@ -92,6 +93,7 @@ def test_stand_ins_are_importable(tmp_path: Path) -> None:
 def test_import_fabric_core_imports_no_backend_and_runs_no_discovery(probe: dict[str, Any]) -> None:
     after_import = probe["after_import"]
     assert after_import["heavy"] == []
+    assert after_import["torch"] is False  # Fabric and the other top-level names are imported on first use
     assert after_import["builtins"] is False  # no plugin module, not even the core's own
     assert after_import["addon_plugin"] is False
     assert after_import["cache_is_none"] is True
@@ -104,3 +106,39 @@ def test_discovery_imports_entry_point_modules_only(probe: dict[str, Any]) -> No
     assert after_discovery["addon_plugin"] is True  # the add-on's entry-point module...
     assert after_discovery["addon_impl"] is False  # ...but not the factory it registered
     assert after_discovery["heavy"] == []
+
+
+_KIT_PROBE = """
+import sys
+
+def test_the_kit_is_loaded_without_torch(fabric_plugins):
+    assert type(fabric_plugins).__name__ == "PluginSandbox"
+    assert "torch" not in sys.modules, "the pytest11 test kit imported torch"
+
+def test_kit_names_import_on_first_use():
+    import fabric_core.testing as kit
+
+    assert kit.find_free_port() > 0
+    assert kit.StrategyConformance.__name__ == "StrategyConformance"
+"""
+
+
+@pytest.mark.timeout(120)
+def test_the_pytest_test_kit_does_not_import_torch(tmp_path: Path) -> None:
+    # Every pytest session of an environment with fabric-core loads fabric_core.testing
+    # (pytest11 entry point): it must cost a project that never uses it nothing (torch
+    # alone takes seconds to import). The fixture is requested without ``-p``, so the
+    # test also fails if the entry point did not load the kit.
+    (tmp_path / "test_probe.py").write_text(_KIT_PROBE)
+    env = {key: value for key, value in os.environ.items() if key != "PYTEST_DISABLE_PLUGIN_AUTOLOAD"}
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(tmp_path / "test_probe.py")],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=110,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "2 passed" in result.stdout

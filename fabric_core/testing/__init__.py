@@ -27,33 +27,40 @@ load it with ``-p fabric_core.testing``. It gives:
 See docs/guide/testing.md.
 """
 
-from fabric_core.testing.addons import (
-    ImportFailure,
-    check_entry_point,
-    check_import_is_light,
-    check_listed_by_fabric_plugins,
-    import_failure,
-    run_docs_examples,
-)
-from fabric_core.testing.checks import check_checkpoint_round_trip, check_collectives, check_training_reduces_loss
-from fabric_core.testing.conformance import (
-    AcceleratorConformance,
-    CallbackConformance,
-    EnvironmentConformance,
-    HookWrapperConformance,
-    LoggerConformance,
-    Place,
-    PrecisionConformance,
-    StrategyConformance,
-    StrategyRefusal,
-    assert_same_state,
-)
-from fabric_core.testing.distributions import COMPATIBLE, EMPTY_PLUGIN, FakeSite, broken_plugin, strategy_plugin
-from fabric_core.testing.environ import DISCOVERY_SWITCHES, RUN_SETTINGS, clean_environment, isolated_environment
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from fabric_core._lazy import lazy_attributes
 from fabric_core.testing.fixtures import conformance_run, fabric_plugins
-from fabric_core.testing.processes import ScriptRun, find_free_port, processes_with_marker, run_script
-from fabric_core.testing.sandbox import PluginSandbox
-from fabric_core.testing.scripts import LAUNCHERS, launcher_command, run_training_script
+
+if TYPE_CHECKING:
+    from fabric_core.testing.addons import (
+        ImportFailure,
+        check_entry_point,
+        check_import_is_light,
+        check_listed_by_fabric_plugins,
+        import_failure,
+        run_docs_examples,
+    )
+    from fabric_core.testing.checks import check_checkpoint_round_trip, check_collectives, check_training_reduces_loss
+    from fabric_core.testing.conformance import (
+        AcceleratorConformance,
+        CallbackConformance,
+        EnvironmentConformance,
+        HookWrapperConformance,
+        LoggerConformance,
+        Place,
+        PrecisionConformance,
+        StrategyConformance,
+        StrategyRefusal,
+        assert_same_state,
+    )
+    from fabric_core.testing.distributions import COMPATIBLE, EMPTY_PLUGIN, FakeSite, broken_plugin, strategy_plugin
+    from fabric_core.testing.environ import DISCOVERY_SWITCHES, RUN_SETTINGS, clean_environment, isolated_environment
+    from fabric_core.testing.processes import ScriptRun, find_free_port, processes_with_marker, run_script
+    from fabric_core.testing.sandbox import PluginSandbox
+    from fabric_core.testing.scripts import LAUNCHERS, launcher_command, run_training_script
 
 __all__ = [
     "COMPATIBLE",
@@ -95,3 +102,49 @@ __all__ = [
     "run_training_script",
     "strategy_plugin",
 ]
+
+# Lazy (PEP 562): pytest imports this module in every session of an environment with
+# fabric-core (pytest11 entry point), so it holds only the fixtures; the rest (conformance
+# suites, helpers that import torch) is imported on first use. No ``__dir__``: pytest looks
+# for fixtures in ``dir(module)`` and would import everything.
+__getattr__, _ = lazy_attributes(
+    __name__,
+    {
+        "AcceleratorConformance": "fabric_core.testing.conformance:AcceleratorConformance",
+        "COMPATIBLE": "fabric_core.testing.distributions:COMPATIBLE",
+        "CallbackConformance": "fabric_core.testing.conformance:CallbackConformance",
+        "DISCOVERY_SWITCHES": "fabric_core.testing.environ:DISCOVERY_SWITCHES",
+        "EMPTY_PLUGIN": "fabric_core.testing.distributions:EMPTY_PLUGIN",
+        "EnvironmentConformance": "fabric_core.testing.conformance:EnvironmentConformance",
+        "FakeSite": "fabric_core.testing.distributions:FakeSite",
+        "HookWrapperConformance": "fabric_core.testing.conformance:HookWrapperConformance",
+        "ImportFailure": "fabric_core.testing.addons:ImportFailure",
+        "LAUNCHERS": "fabric_core.testing.scripts:LAUNCHERS",
+        "LoggerConformance": "fabric_core.testing.conformance:LoggerConformance",
+        "Place": "fabric_core.testing.conformance:Place",
+        "PluginSandbox": "fabric_core.testing.sandbox:PluginSandbox",
+        "PrecisionConformance": "fabric_core.testing.conformance:PrecisionConformance",
+        "RUN_SETTINGS": "fabric_core.testing.environ:RUN_SETTINGS",
+        "ScriptRun": "fabric_core.testing.processes:ScriptRun",
+        "StrategyConformance": "fabric_core.testing.conformance:StrategyConformance",
+        "StrategyRefusal": "fabric_core.testing.conformance:StrategyRefusal",
+        "assert_same_state": "fabric_core.testing.conformance:assert_same_state",
+        "broken_plugin": "fabric_core.testing.distributions:broken_plugin",
+        "check_checkpoint_round_trip": "fabric_core.testing.checks:check_checkpoint_round_trip",
+        "check_collectives": "fabric_core.testing.checks:check_collectives",
+        "check_entry_point": "fabric_core.testing.addons:check_entry_point",
+        "check_import_is_light": "fabric_core.testing.addons:check_import_is_light",
+        "check_listed_by_fabric_plugins": "fabric_core.testing.addons:check_listed_by_fabric_plugins",
+        "check_training_reduces_loss": "fabric_core.testing.checks:check_training_reduces_loss",
+        "clean_environment": "fabric_core.testing.environ:clean_environment",
+        "find_free_port": "fabric_core.testing.processes:find_free_port",
+        "import_failure": "fabric_core.testing.addons:import_failure",
+        "isolated_environment": "fabric_core.testing.environ:isolated_environment",
+        "launcher_command": "fabric_core.testing.scripts:launcher_command",
+        "processes_with_marker": "fabric_core.testing.processes:processes_with_marker",
+        "run_docs_examples": "fabric_core.testing.addons:run_docs_examples",
+        "run_script": "fabric_core.testing.processes:run_script",
+        "run_training_script": "fabric_core.testing.scripts:run_training_script",
+        "strategy_plugin": "fabric_core.testing.distributions:strategy_plugin",
+    },
+)

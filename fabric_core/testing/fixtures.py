@@ -1,14 +1,19 @@
-"""The kit's pytest fixtures (the plugin module, :mod:`fabric_core.testing`, exposes them)."""
+"""The kit's pytest fixtures (the plugin module, :mod:`fabric_core.testing`, exposes them).
+
+Loaded in every pytest session of an environment with fabric-core, so it imports only
+pytest at module level; each fixture imports what it needs when a test asks for it.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
-from fabric_core.testing.sandbox import PluginSandbox
-from fabric_core.testing.scripts import run_training_script
+if TYPE_CHECKING:
+    from fabric_core.testing.sandbox import PluginSandbox
 
 __all__ = ["conformance_run", "fabric_plugins"]
 
@@ -23,6 +28,8 @@ def fabric_plugins(
     discovery loads, whatever the autoload switch says; ``fabric_plugins.load_only(name)``
     loads one installed add-on in a suite that runs with autoload off.
     """
+    from fabric_core.testing.sandbox import PluginSandbox
+
     sandbox = PluginSandbox(tmp_path_factory.mktemp("fabric-plugins"), monkeypatch)
     try:
         yield sandbox
@@ -40,6 +47,8 @@ def conformance_run(tmp_path: Path) -> Callable[..., str]:
     the script's ``fabric.launch()`` does. Returns the output; raises ``AssertionError``
     with it when a rank fails.
     """
+
+    from fabric_core.testing.scripts import run_training_script
 
     def run(strategy: str, devices: int, precision: str = "32-true", **kwargs: object) -> str:
         return run_training_script(strategy, devices, tmp_path, precision=precision, **kwargs)  # type: ignore[arg-type]
