@@ -4,7 +4,8 @@ Two kinds of unreadable checkpoint get two errors, worded once here and shared b
 format (single files, sharded DCP directories, ``fabric consolidate``):
 :class:`UnsafeCheckpointError` for a file that holds Python objects whose unpickling may
 run code (refused under ``weights_only=True``), and :class:`CheckpointError` for a file
-that is damaged.
+that is damaged. Both carry what they are about: ``err.path``, ``err.reason`` (one of
+:data:`~fabric_core.errors.CheckpointErrorReason`) and, for a directory, ``err.files``.
 """
 
 from __future__ import annotations
@@ -17,11 +18,13 @@ import pickletools
 import re
 import shutil
 import zipfile
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from fabric_core.errors import CheckpointErrorReason
 from fabric_core.utilities.remote_paths import as_checkpoint_path, filesystem
 
 # torch words a refused global in two ways, depending on whether its module is blocked outright.
@@ -31,11 +34,53 @@ _DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
 
 
 class CheckpointError(RuntimeError):
-    """A checkpoint exists but cannot be read: it is damaged, or unsafe to unpickle (:class:`UnsafeCheckpointError`)."""
+    """A checkpoint exists but cannot be used: it is damaged, holds something else than state, or is unsafe
+    to unpickle (:class:`UnsafeCheckpointError`).
+
+    :ivar path: the file or directory the message names (a ``str`` or ``Path`` as given; a URL
+        for a remote file), or ``None``.
+    :ivar reason: why, one of :data:`~fabric_core.errors.CheckpointErrorReason` (``"corrupt"``,
+        ``"unsafe"``, ``"protocol"``, ``"not-a-dict"``, ``"mismatch"``), or ``None`` when
+        whoever raised it did not say.
+    :ivar files: for ``"mismatch"``, each file of the directory that differs from its manifest
+        (relative, ``/``-separated) and how: ``"missing"``, ``"truncated"``, ``"longer"``,
+        ``"changed"`` or ``"foreign"``, in the message's order; else empty.
+    """
+
+    def __init__(
+        self,
+        message: str = "",
+        *,
+        path: str | Path | None = None,
+        reason: CheckpointErrorReason | None = None,
+        files: Mapping[str, str] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.path = path
+        self.reason = reason
+        self.files: dict[str, str] = dict(files or {})
 
 
 class UnsafeCheckpointError(CheckpointError):
-    """A checkpoint holds Python objects whose unpickling may run code; refused unless the caller trusts the file."""
+    """A checkpoint holds Python objects whose unpickling may run code; refused unless the caller trusts the file.
+
+    :ivar reason: always ``"unsafe"``.
+    :ivar refused: the object refused (``"posix.system"``, ``"argparse.Namespace"``), or ``None``.
+    :ivar opt_in: the argument that trusts the file and loads it anyway: ``"weights_only=False"``
+        (``fabric consolidate --no-weights-only`` on the command line).
+    """
+
+    def __init__(
+        self,
+        message: str = "",
+        *,
+        path: str | Path | None = None,
+        refused: str | None = None,
+        opt_in: str = "weights_only=False",
+    ) -> None:
+        super().__init__(message, path=path, reason="unsafe")
+        self.refused = refused
+        self.opt_in = opt_in
 
 
 def holds_code(path: str | Path, what: str) -> UnsafeCheckpointError:
@@ -43,7 +88,9 @@ def holds_code(path: str | Path, what: str) -> UnsafeCheckpointError:
     return UnsafeCheckpointError(
         f"Checkpoint {str(path)!r} holds a Python object ({what}) that loading with weights_only=True refuses: "
         "unpickling it could run code. Only tensors, containers and plain values load safely. If you trust the "
-        "file, load it with weights_only=False."
+        "file, load it with weights_only=False.",
+        path=path,
+        refused=what,
     )
 
 
@@ -53,7 +100,9 @@ def damaged(path: str | Path, err: BaseException) -> CheckpointError:
     return CheckpointError(
         f"Checkpoint {str(path)!r}{size} is corrupt or truncated and cannot be read "
         f"({type(err).__name__}: {_first_line(err)}). "
-        "Restore it from a backup or load an earlier checkpoint."
+        "Restore it from a backup or load an earlier checkpoint.",
+        path=path,
+        reason="corrupt",
     )
 
 
@@ -80,7 +129,9 @@ def refusal(path: str | Path, err: BaseException, data: bytes | None = None) -> 
         f"pickle_protocol={protocol})), which torch.load(weights_only=True) cannot read: it stops at pickle opcode "
         f"{opcode.group(1)}. This is a limit of torch's safe loader, not damage to the file. If you trust the file, "
         "load it with weights_only=False and save it again with fabric.save (the default protocol), so that it "
-        "loads safely from then on."
+        "loads safely from then on.",
+        path=path,
+        reason="protocol",
     )
 
 
@@ -256,7 +307,9 @@ def _torch_load(source: Path | io.BytesIO, shown: str | Path, map_location: Any,
     if not isinstance(checkpoint, dict):
         raise CheckpointError(
             f"Checkpoint {str(shown)!r} holds a {type(checkpoint).__name__}, not a dict of state. "
-            "Use fabric.load_raw() for a bare state dict saved with torch.save."
+            "Use fabric.load_raw() for a bare state dict saved with torch.save.",
+            path=shown,
+            reason="not-a-dict",
         )
     return checkpoint
 

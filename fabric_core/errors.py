@@ -9,6 +9,9 @@ The plugin layer's errors carry what they are about as attributes, not only in t
 text: ``err.kind`` and ``err.name`` (``"strategy"``, ``"deepspeed"``), ``err.distribution``
 (the add-on involved), ``err.plugin`` and ``err.hook`` (a hook implementation that does
 not fit the contract). Their messages say what was asked, why it cannot be, and what to do.
+So do the checkpoint errors (``err.path``, ``err.reason``, one of
+:data:`CheckpointErrorReason`, and ``err.files``) and :class:`CollectiveError`
+(``err.operation``, ``err.rank``, ``err.timed_out``, ``err.missing_ranks``).
 
 The plugin-layer classes are defined here (this module imports only the standard
 library); the others live with the code that raises them and are imported from there on
@@ -17,7 +20,7 @@ first use. See docs/guide/errors.md.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 if TYPE_CHECKING:
     from fabric_core.callbacks.loss_spike import LossSpikeError, LossSpikeWarning
@@ -44,6 +47,22 @@ __all__ = [
     "ReservedNameError",
     "UnsafeCheckpointError",
 ]
+
+#: Why a checkpoint could not be used: the ``reason`` of a :class:`CheckpointError`.
+#:
+#: - ``"corrupt"``: the file is damaged or truncated, and its reader failed (a checkpoint
+#:   directory's damaged ``fabric_manifest.json`` too);
+#: - ``"unsafe"``: it holds Python objects whose unpickling could run code, refused under
+#:   ``weights_only=True`` (:class:`UnsafeCheckpointError`);
+#: - ``"protocol"``: it was written with a pickle protocol that torch's safe loader cannot
+#:   read; not damage, and nothing but torch's classes in it;
+#: - ``"not-a-dict"``: it holds something other than a dict of state (``fabric.load_raw``
+#:   reads a bare state dict);
+#: - ``"mismatch"``: a checkpoint directory does not match its ``fabric_manifest.json``
+#:   (files missing, truncated, changed or foreign; ``err.files`` says which).
+#:
+#: Not in :data:`__all__` (which lists only errors and warnings); import it by name.
+CheckpointErrorReason = Literal["corrupt", "unsafe", "protocol", "not-a-dict", "mismatch"]
 
 
 class PluginNotAvailableError(ValueError):

@@ -191,20 +191,21 @@ def verify_directory(path: Path, collectives: Collectives) -> None:
     """Check ``path`` against its manifest on global rank 0 (which reads every file); raise the same error everywhere.
 
     Call it before a load reads anything into the user's objects, so a damaged checkpoint
-    leaves them untouched.
+    leaves them untouched. The error carries its attributes (``path``, ``reason``, ``files``)
+    on every rank.
     """
     from fabric_core.checkpoint_io import CheckpointError
     from fabric_core.strategies import manifest
 
-    problem = None
+    problem: CheckpointError | None = None
     if collectives.is_global_zero:
         try:
             manifest.verify(path)
         except CheckpointError as err:
-            problem = str(err)
-    problem = collectives.broadcast(problem)
+            problem = err
+    problem = collectives.broadcast(problem)  # pickled with its attributes, not its traceback
     if problem is not None:
-        raise CheckpointError(problem)
+        raise CheckpointError(str(problem), path=problem.path, reason=problem.reason, files=problem.files)
 
 
 def warn_if_no_key_matched(path: object, requested: Iterable[str], available: Iterable[str]) -> None:

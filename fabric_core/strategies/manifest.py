@@ -103,7 +103,9 @@ def read_manifest(folder: Path) -> dict[str, Any] | None:
     except (ValueError, UnicodeDecodeError) as err:
         raise CheckpointError(
             f"Checkpoint {str(folder)!r} has a damaged {MANIFEST_FILE} ({type(err).__name__}: {err}), so its files "
-            "cannot be checked. Restore it from a backup or load an earlier checkpoint."
+            "cannot be checked. Restore it from a backup or load an earlier checkpoint.",
+            path=folder,
+            reason="corrupt",
         ) from err
     return manifest
 
@@ -129,22 +131,30 @@ def verify(folder: Path) -> None:
     expected: dict[str, dict[str, Any]] = manifest["files"]
     present = {file.relative_to(folder).as_posix(): file for file in _files(folder)}
     problems = []
+    files: dict[str, str] = {}  # each file named, and how it differs (CheckpointError.files)
     for name, record in sorted(expected.items()):
         file = present.get(name)
         if file is None:
             problems.append(f"missing {name!r}")
+            files[name] = "missing"
             continue
         size = file.stat().st_size
         if size != record["size"]:
             shape = "truncated" if size < record["size"] else "longer than saved"
             problems.append(f"{shape} {name!r} ({size} of {record['size']} bytes)")
+            files[name] = shape.split()[0]
         elif checksum(file) != record["crc32"]:
             problems.append(f"changed {name!r} (its checksum differs from the saved one)")
+            files[name] = "changed"
     foreign = sorted(set(present) - set(expected))
     problems.extend(f"foreign {name!r} (not written by the save)" for name in foreign)
+    files.update(dict.fromkeys(foreign, "foreign"))
     if problems:
         raise CheckpointError(
             f"Checkpoint {str(folder)!r} does not match its {MANIFEST_FILE}: {'; '.join(problems)}. Nothing was "
             "loaded. Restore the directory from a backup or load an earlier checkpoint (remove a foreign file if "
-            "you put it there)."
+            "you put it there).",
+            path=folder,
+            reason="mismatch",
+            files=files,
         )
