@@ -107,9 +107,9 @@ def test_an_unknown_protocol_and_an_uninstalled_one_say_what_to_do() -> None:
         pytest.skip("s3fs is installed here")
 
 
-def test_strategies_that_write_local_directories_refuse_urls() -> None:
-    with pytest.raises(NotImplementedError, match=r"'memory://x' is a URL, but this writes and reads local"):
-        sharded_checkpoint.check_target(Path("memory://x"))  # FSDP passes the path through Path()
+def test_a_url_folded_by_path_is_refused_and_single_file_strategies_do_not_recover_urls() -> None:
+    with pytest.raises(ValueError, match=r"'memory:/x' looks like the URL 'memory://x' passed through pathlib\.Path"):
+        sharded_checkpoint.target_path(Path("memory://x"), "fabric.save(...)")
     strategy = SingleDeviceStrategy(torch.device("cpu"))
     with pytest.raises(NotImplementedError, match="Copy the checkpoint to a local or mounted path"):
         strategy.recover_checkpoint("s3://bucket/ckpt")

@@ -22,7 +22,6 @@ import weakref
 from abc import abstractmethod
 from contextlib import AbstractContextManager, ExitStack
 from datetime import timedelta
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -153,9 +152,10 @@ class ShardedStrategy(DDPStrategy):
         if storage_options is not None:
             raise TypeError(
                 f"{type(self).__name__}.save_checkpoint(storage_options={storage_options!r}): sharded checkpoints "
-                "are written to local files and take no storage options. Drop the argument."
+                "take no storage options (at a URL, fsspec reads the store's credentials from its usual "
+                "configuration: environment variables, config files). Drop the argument."
             )
-        path = Path(path)
+        path = sharded_checkpoint.target_path(path, f"fabric.save({str(path)!r})")
         self.ensure_every_rank_saves(path)
         sharded_checkpoint.check_target(path)
         if self.state_dict_type == "sharded":
@@ -175,8 +175,7 @@ class ShardedStrategy(DDPStrategy):
         weights_only: bool | None = None,
     ) -> dict[str, Any]:
         weights_only = weights_only is not False
-        path = Path(path)
-        self.recover_checkpoint(path)  # a save that crashed between its two renames left path missing
+        path = sharded_checkpoint.prepare_load(path, self)  # a save that crashed mid-swap: recovered, or named
         if isinstance(state, (Module, Optimizer)):
             state = {"__raw__": state}
             raw = True

@@ -13,6 +13,10 @@ half a checkpoint at ``path``, and a load verifies the files before it restores 
 a checkpoint and not empty is never replaced: the save refuses, so no user data is deleted.
 ``filter`` applies to the state dicts of models and stateful objects and to plain dict
 values, as in :meth:`Strategy.convert_state <fabric_core.strategies.strategy.Strategy.convert_state>`.
+
+At an fsspec URL (``s3://``, ``gs://``, ``memory://``, ...) the same directory is written
+through DCP's fsspec storage, staged, manifested and then copied into place, which is not
+atomic: see :mod:`~fabric_core.strategies.remote_directory` for what a crash can leave.
 """
 
 from __future__ import annotations
@@ -40,7 +44,7 @@ from torch.nn import Module
 from torch.optim import Optimizer
 
 from fabric_core.checkpoint_io import CheckpointIO
-from fabric_core.strategies import dcp_reading, manifest, staging
+from fabric_core.strategies import dcp_reading, manifest, remote_directory, staging
 from fabric_core.strategies.checkpoint_state import (
     apply_filter,
     check_missing,
@@ -50,7 +54,7 @@ from fabric_core.strategies.checkpoint_state import (
     verify_directory,
     warn_if_no_entry_matched,
 )
-from fabric_core.utilities.remote_paths import refuse_remote
+from fabric_core.utilities.remote_paths import as_checkpoint_path, is_remote, refuse_remote
 
 META_FILE = "fabric_meta.pt"
 # DCP's planner: "Size mismatch between saved torch.Size([8, 4]) and current: torch.Size([4, 4]) for model.0.weight"
@@ -72,13 +76,25 @@ def owner_of(optimizer: Optimizer, modules: Iterable[Module]) -> Module:
     )
 
 
-def check_target(path: Path) -> None:
-    """Refuse a URL, and a directory that holds something other than a checkpoint (saving would replace it)."""
-    refuse_remote(
-        path,
-        f"fabric.save({str(path)!r}) with a sharded strategy",
-        "Save to a local or mounted directory and copy it to the store afterwards.",
-    )
+def target_path(path: str | Path, what: str) -> str | Path:
+    """``path`` as the sharded save and load take it: a :class:`~pathlib.Path`, or a URL string.
+
+    A URL that went through ``Path()`` (``s3:/bucket/ckpt``) lost its ``//`` and is refused.
+    """
+    if isinstance(path, Path) and is_remote(path):
+        shown = re.sub(r"^([A-Za-z][A-Za-z0-9+.\-]+):/(?!/)", r"\1://", str(path))
+        raise ValueError(
+            f"{what}: {str(path)!r} looks like the URL {shown!r} passed through pathlib.Path, which folded its '//'. "
+            "Pass the URL as a string."
+        )
+    return as_checkpoint_path(path)
+
+
+def check_target(path: str | Path) -> None:
+    """Refuse a directory (or a URL's folder) that holds something other than a checkpoint (saving would replace it)."""
+    if isinstance(path, str):
+        remote_directory.check_target(path)
+        return
     if path.is_dir() and not is_sharded_checkpoint(path) and any(path.iterdir()):
         raise IsADirectoryError(
             f"fabric.save({str(path)!r}): this path is a directory that is not a checkpoint and not empty; saving "
@@ -95,7 +111,7 @@ def _split(state: dict[str, Any]) -> tuple[dict[str, Module], dict[str, Optimize
 
 
 def save_sharded(
-    path: Path,
+    path: str | Path,
     state: dict[str, Any],
     filter: dict[str, Any] | None,
     barrier: Callable[[], None],
@@ -122,7 +138,30 @@ def save_sharded(
         if dist.get_rank() == 0:
             CheckpointIO().save_checkpoint(meta, folder / META_FILE)
 
-    save_directory(path, write, _ProcessGroup(barrier), strategy)
+    def write_remote(folder: str) -> None:
+        dcp_save(tensors, storage_writer=remote_directory.writer(folder))
+        if dist.get_rank() == 0:
+            CheckpointIO().save_checkpoint(meta, f"{folder}/{META_FILE}")
+
+    if isinstance(path, str):
+        remote_directory.save_directory(path, write_remote, _ProcessGroup(barrier), strategy)
+    else:
+        save_directory(path, write, _ProcessGroup(barrier), strategy)
+
+
+def prepare_load(path: str | Path, collectives: Any) -> str | Path:
+    """Before a load (every rank): ``path`` as :func:`target_path` gives it, a crashed save dealt with.
+
+    Local: put back the newest complete copy of a path a save left missing
+    (``Strategy.recover_checkpoint``). URL: refuse one a save left missing or partial,
+    naming the complete staged copy (:func:`remote_directory.refuse_if_incomplete`).
+    """
+    path = target_path(path, f"fabric.load({str(path)!r})")
+    if isinstance(path, str):
+        remote_directory.refuse_if_incomplete(path, collectives)
+    else:
+        collectives.recover_checkpoint(path)
+    return path
 
 
 @dataclass
@@ -151,9 +190,9 @@ class _ProcessGroup:
             dist.barrier()
 
 
-def write_full(io: CheckpointIO, checkpoint: dict[str, Any], path: Path) -> None:
-    """Write one checkpoint file at ``path`` (rank 0 only), replacing a sharded checkpoint directory there."""
-    if not path.is_dir():
+def write_full(io: CheckpointIO, checkpoint: dict[str, Any], path: str | Path) -> None:
+    """Write one checkpoint file at ``path`` (rank 0 only), replacing a local sharded checkpoint directory there."""
+    if isinstance(path, str) or not path.is_dir():
         io.save_checkpoint(checkpoint, path)
         return
     own = staging.begin(path, directory=False)
@@ -165,21 +204,30 @@ def write_full(io: CheckpointIO, checkpoint: dict[str, Any], path: Path) -> None
     own.commit()
 
 
-def is_sharded_checkpoint(path: Path) -> bool:
+def is_sharded_checkpoint(path: str | Path) -> bool:
+    if isinstance(path, str):
+        return remote_directory.is_sharded_checkpoint(path)
     return path.is_dir() and (path / ".metadata").is_file()
 
 
-def load_sharded(path: Path, state: dict[str, Any] | None, strict: bool, weights_only: bool) -> dict[str, Any]:
-    """Restore ``state`` from a DCP directory written at any world size; return the rest."""
+def load_sharded(path: str | Path, state: dict[str, Any] | None, strict: bool, weights_only: bool) -> dict[str, Any]:
+    """Restore ``state`` from a DCP directory (or a URL's folder) written at any world size; return the rest."""
     if not is_sharded_checkpoint(path):
         raise FileNotFoundError(
             f"{str(path)!r} is not a sharded checkpoint directory (no DCP .metadata file in it). Check the path; "
             "a single-file checkpoint loads the same way, by passing the file."
         )
-    verify_directory(path, _ProcessGroup())  # before anything is read into the user's objects
+    # Before anything is read into the user's objects.
+    if isinstance(path, str):
+        remote_directory.verify_directory(path, _ProcessGroup())
+        meta_path: str | Path = f"{path}/{META_FILE}"
+        has_meta = remote_directory.Location.of(path, f"fabric.load({path!r})").child(META_FILE).exists()
+    else:
+        verify_directory(path, _ProcessGroup())
+        meta_path = path / META_FILE
+        has_meta = meta_path.exists()
     # A DCP directory written by plain torch.distributed.checkpoint has no meta file.
-    meta_path = path / META_FILE
-    meta = CheckpointIO().load_checkpoint(meta_path, weights_only=weights_only) if meta_path.exists() else {}
+    meta = CheckpointIO().load_checkpoint(meta_path, weights_only=weights_only) if has_meta else {}
     if state is None:
         raise ValueError(
             f"fabric.load({str(path)!r}) without a state cannot rebuild a sharded checkpoint: the tensors are "
@@ -187,7 +235,12 @@ def load_sharded(path: Path, state: dict[str, Any] | None, strict: bool, weights
             "turn it into one file first with `fabric consolidate`."
         )
     modules, optimizers, stateful, plain = _split(state)
-    metadata = dcp_reading.read_metadata(path, weights_only)
+    if isinstance(path, str):
+        metadata = remote_directory.read_metadata(path, weights_only)
+        reader: Any = remote_directory.MetadataReader(path, metadata)
+    else:
+        metadata = dcp_reading.read_metadata(path, weights_only)
+        reader = dcp_reading.MetadataReader(path, metadata)
     saved_keys = {key.split(".", 1)[0] for key in metadata.state_dict_metadata}
     available = saved_keys | set(meta)
     check_missing(path, state, available, strict)
@@ -200,7 +253,7 @@ def load_sharded(path: Path, state: dict[str, Any] | None, strict: bool, weights
             tensors[key] = get_optimizer_state_dict(owner_of(optimizer, modules.values()), optimizer)
     planner = dcp_reading.SafeLoadPlanner(path, weights_only, allow_partial_load=not strict)
     try:
-        dcp_load(tensors, storage_reader=dcp_reading.MetadataReader(path, metadata), planner=planner)
+        dcp_load(tensors, storage_reader=reader, planner=planner)
     except CheckpointException as err:
         ours = dcp_reading.checkpoint_error_in(err)
         if ours is not None:
@@ -256,7 +309,7 @@ def full_state(state: dict[str, Any], filter: dict[str, Any] | None) -> dict[str
     return converted
 
 
-def load_full_into(checkpoint: dict[str, Any], state: dict[str, Any], strict: bool, path: Path) -> dict[str, Any]:
+def load_full_into(checkpoint: dict[str, Any], state: dict[str, Any], strict: bool, path: str | Path) -> dict[str, Any]:
     """Restore sharded live objects from a full checkpoint held on every rank; return the rest."""
     modules, _, _, _ = _split(state)
     check_missing(path, state, checkpoint, strict)
@@ -296,6 +349,11 @@ def consolidate(directory: str | Path, output: str | Path, weights_only: bool = 
     :param weights_only: ``True`` refuses a directory whose metadata or values would run code when
         unpickled; ``False`` trusts it.
     """
+    refuse_remote(
+        directory,
+        f"fabric consolidate {str(directory)!r}",
+        "Copy the folder to a local path first (fsspec: fs.get(url, local_dir, recursive=True)).",
+    )
     directory, output = Path(directory), Path(output)
     if not is_sharded_checkpoint(directory):
         raise FileNotFoundError(

@@ -58,9 +58,20 @@ def new_token() -> str:
     return f"{host}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
 
 
+def sibling_name(name: str, kind: str, token: str) -> str:
+    """The name of the hidden sibling of the entry ``name`` of this ``kind`` for one save."""
+    return f".{name}.fabric-{kind}-{token}"
+
+
+def parse_sibling(name: str) -> tuple[str, str, str] | None:
+    """``(checkpoint name, kind, token)`` of a hidden sibling's ``name``; ``None`` for any other name."""
+    match = _SIBLING.match(name)
+    return None if match is None else (match["name"], match["kind"], match["token"])
+
+
 def sibling(path: Path, kind: str, token: str) -> Path:
     """The hidden sibling of ``path`` of this ``kind`` (``lock``, ``staging``, ``retired``) for one save."""
-    return path.parent / f".{path.name}.fabric-{kind}-{token}"
+    return path.parent / sibling_name(path.name, kind, token)
 
 
 @dataclass
@@ -155,9 +166,9 @@ def leftovers(path: Path) -> list[Leftover]:
         return []
     found = []
     for entry in path.parent.iterdir():
-        match = _SIBLING.match(entry.name)
-        if match is not None and match["name"] == path.name:
-            found.append(Leftover(match["kind"], match["token"], entry))
+        parsed = parse_sibling(entry.name)
+        if parsed is not None and parsed[0] == path.name:
+            found.append(Leftover(parsed[1], parsed[2], entry))
     return found
 
 
