@@ -1,25 +1,16 @@
 """``strategy="deepspeed"`` and its ``deepspeed_stage_*`` siblings: ZeRO through DeepSpeed's engine.
 
-:class:`DeepSpeedStrategy` is a :class:`~fabric_core.strategies.ddp.DDPStrategy`: the same
-launcher, process group (gloo on CPU, NCCL on CUDA), collectives and teardown. What it adds,
-in the order a run meets it:
+:class:`DeepSpeedStrategy` is a :class:`~fabric_core.strategies.ddp.DDPStrategy` (the same
+launcher, process group, collectives and teardown) whose hooks run these steps, in the order
+a run meets them:
 
-1. **Selection** (``connect``/``validate``): the precision chosen by name becomes a
-   :class:`~fabric_deepspeed.precision.DeepSpeedPrecision`; impossible combinations
-   (float16 on CPU, an accelerator DeepSpeed has no backend for, a config that contradicts
-   ``precision=``) are refused naming both sides; deepspeed is imported for the right
-   device, or the error says ``pip install deepspeed``.
-2. **Launch** (``setup_environment``): DeepSpeed's communication layer is put on top of the
-   process group the DDP strategy created.
-3. **Setup**: each ``fabric.setup(model, optimizer)`` makes one ``deepspeed.initialize``
-   engine, which becomes the module Fabric runs forward through. Several engines (a GAN's
-   generator and discriminator) live side by side: ``fabric.backward(loss, model=...)``
-   picks the engine, and each optimizer steps its own engine.
-4. **Training step**: ``backward`` and ``optimizer.step()`` go to the engine;
-   ``fabric.clip_gradients(max_norm=...)`` sets DeepSpeed's ``gradient_clipping`` for the
-   coming step; ``fabric.no_backward_sync`` marks backward passes as not an accumulation
-   boundary. The per-engine pieces live in :mod:`fabric_deepspeed.engines`.
-5. **Checkpoints**: see :mod:`fabric_deepspeed.checkpoint`.
+1. **Selection** (``connect``/``validate``): :mod:`fabric_deepspeed.selection`.
+2. **Launch** (``setup_environment``): :mod:`fabric_deepspeed.communication`.
+3. **Setup**: one ``deepspeed.initialize`` engine per ``fabric.setup(model, optimizer)``,
+   side by side (a GAN's generator and discriminator): :mod:`fabric_deepspeed.engines`.
+4. **Training step**: ``backward``, ``optimizer.step()``, ``fabric.clip_gradients`` and
+   ``fabric.no_backward_sync`` on the right engine: :mod:`fabric_deepspeed.training_step`.
+5. **Checkpoints**: a folder written by every rank: :mod:`fabric_deepspeed.checkpoint`.
 
 The user's scheduler is not handed to DeepSpeed: it is returned unchanged and stepped by the
 user, as with every other strategy (Lightning gives it to DeepSpeed, which then steps it on
@@ -28,7 +19,6 @@ every ``optimizer.step()`` as well).
 
 from __future__ import annotations
 
-import argparse
 import logging
 from contextlib import AbstractContextManager, ExitStack, nullcontext
 from datetime import timedelta
@@ -37,8 +27,6 @@ from typing import Any
 
 import torch
 import torch.distributed as dist
-from fabric_core.precision.amp import MixedPrecision
-from fabric_core.precision.dtype import HalfPrecision
 from fabric_core.precision.precision import Precision
 from fabric_core.strategies._empty_init import EmptyInit
 from fabric_core.strategies.ddp import DDPStrategy
@@ -46,14 +34,34 @@ from torch import Tensor
 from torch.nn import Module
 from torch.optim import Optimizer
 
-from fabric_deepspeed import STRATEGIES
-from fabric_deepspeed._imports import DEEPSPEED_ACCELERATORS, import_deepspeed, use_accelerator
-from fabric_deepspeed.config import check_precision, default_config, load_config, resolve_config, zero_stage
-from fabric_deepspeed.engines import EngineRecord, gradient_norm, not_a_boundary, records_reached, set_clipping
-from fabric_deepspeed.precision import DeepSpeedPrecision
-
-#: Precision classes of fabric-core whose names DeepSpeed implements itself.
-_TRANSLATABLE = (Precision, MixedPrecision, HalfPrecision)
+from fabric_deepspeed import checkpoint
+from fabric_deepspeed._imports import import_deepspeed
+from fabric_deepspeed.communication import init_deepspeed_comm
+from fabric_deepspeed.config import default_config, load_config, resolve_config, zero_stage
+from fabric_deepspeed.engines import (
+    EngineRecord,
+    destroy_engines,
+    initialize_engine,
+    one_optimizer,
+    record_for_loss,
+    record_for_module,
+    record_for_optimizer,
+)
+from fabric_deepspeed.selection import (
+    PRECISIONS,
+    check_runnable,
+    deepspeed_precision,
+    registered_name,
+    uses_nvme,
+)
+from fabric_deepspeed.training_step import (
+    check_boundary,
+    check_clipping,
+    check_step,
+    gradient_norm,
+    not_a_boundary,
+    set_clipping,
+)
 
 
 class DeepSpeedStrategy(DDPStrategy):
@@ -245,23 +253,7 @@ class DeepSpeedStrategy(DDPStrategy):
     @property
     def name(self) -> str:
         """The registered name these settings stand for (``"deepspeed_stage_3_offload"``), for messages."""
-        if self._config_from_user:
-            return "deepspeed"
-        defaults: dict[str, Any] = {
-            "stage": 2,
-            "offload_optimizer": False,
-            "offload_parameters": False,
-            "remote_device": None,
-            "offload_params_device": "cpu",
-            "offload_optimizer_device": "cpu",
-        }
-        # Most specific first, so that stage 2 with nothing else is "deepspeed_stage_2".
-        registered: list[str] = list(STRATEGIES)[::-1]
-        for candidate in registered:
-            wanted = {**defaults, **STRATEGIES[candidate][0]}
-            if all(self._settings[key] == value for key, value in wanted.items()):
-                return candidate
-        return f"DeepSpeedStrategy(stage={self._settings['stage']})"
+        return registered_name(self._settings, self._config_from_user)
 
     @property
     def zero_stage(self) -> int:
@@ -272,78 +264,28 @@ class DeepSpeedStrategy(DDPStrategy):
     def zero_stage_3(self) -> bool:
         return self.zero_stage == 3
 
-    def connect(self, **kwargs: Any) -> None:
-        super().connect(**kwargs)
-        precision = self._precision
-        # The connector chose a fabric-core precision by name; DeepSpeed does precision itself.
-        if type(precision) in _TRANSLATABLE and precision is not None and precision.precision in PRECISIONS:
-            self._precision = DeepSpeedPrecision(precision.precision)
-
-    def validate(self) -> None:
-        assert self.accelerator is not None
-        accelerator = self.accelerator.name
-        if accelerator not in DEEPSPEED_ACCELERATORS:
-            raise ValueError(
-                f"strategy={self.name!r} cannot run on accelerator={accelerator!r}: fabric-deepspeed runs DeepSpeed on "
-                f"{' and '.join(map(repr, DEEPSPEED_ACCELERATORS))} only. Use accelerator='cuda' or 'cpu', or "
-                "another strategy."
-            )
-        precision = self.precision
-        if not isinstance(precision, DeepSpeedPrecision):
-            raise ValueError(
-                f"precision={precision.precision!r} ({type(precision).__name__}) cannot run with "
-                f"strategy={self.name!r}: DeepSpeed does precision itself, through its fp16 and bf16 modes, and "
-                f"supports {', '.join(map(repr, PRECISIONS))}. Choose one of those."
-            )
-        if accelerator == "cpu" and precision.deepspeed_section == "fp16":
-            raise ValueError(
-                f"precision={precision.precision!r} cannot run with strategy={self.name!r} on accelerator='cpu': "
-                "DeepSpeed refuses float16 on the CPU (its fp16 mode and loss scaler need a GPU). On the CPU use "
-                "precision='bf16-mixed' (or 'bf16-true', '32-true'); for float16 use accelerator='cuda'."
-            )
-        check_precision(self.config, precision.precision, self._config_source)
-        deepspeed = use_accelerator(accelerator, self.name)
-        deepspeed.utils.logging.logger.setLevel(self._logging_level)
-        if self.uses_nvme:
-            from deepspeed import ops
-
-            if not ops.__compatible_ops__.get("async_io", False):
-                raise RuntimeError(
-                    f"strategy={self.name!r} offloads to NVMe, which needs DeepSpeed's async_io extension, and it "
-                    "cannot be built on this machine (it needs the libaio library: apt-get install libaio-dev, then "
-                    "pip install --force-reinstall deepspeed). Offload to the CPU instead: "
-                    "strategy='deepspeed_stage_3_offload'."
-                )
-
     @property
     def uses_nvme(self) -> bool:
         """Whether the config offloads parameters or optimizer state to NVMe."""
-        zero = self.config.get("zero_optimization")
-        devices = [self.remote_device]
-        if isinstance(zero, dict):
-            devices += [
-                part.get("device")
-                for part in (zero.get("offload_param"), zero.get("offload_optimizer"))
-                if isinstance(part, dict)
-            ]
-        return "nvme" in devices
+        return uses_nvme(self.config, self.remote_device)
+
+    def connect(self, **kwargs: Any) -> None:
+        super().connect(**kwargs)
+        # The connector chose a fabric-core precision by name; DeepSpeed does precision itself.
+        self._precision = deepspeed_precision(self._precision)
+
+    def validate(self) -> None:
+        assert self.accelerator is not None
+        deepspeed = check_runnable(
+            self.name, self.accelerator.name, self.precision, self.config, self._config_source, self.uses_nvme
+        )
+        deepspeed.utils.logging.logger.setLevel(self._logging_level)
 
     # -- launch -----------------------------------------------------------------------------------
 
     def setup_environment(self) -> None:
         super().setup_environment()  # the process group, as for DDP
-        deepspeed = import_deepspeed(self.name)
-        if self.root_device.type == "cpu" and not self._shm_comm:
-            # DeepSpeed's communication layer would JIT-compile a shared-memory kernel here
-            # that only its tensor-parallel inference uses; without it that falls back to
-            # torch.distributed. See the shm_comm argument.
-            from deepspeed import ops
-
-            ops.__compatible_ops__["deepspeed_shm_comm"] = False
-        timeout = self._timeout if self._timeout is not None else dist.default_pg_timeout
-        deepspeed.init_distributed(
-            dist_backend=self.process_group_backend, auto_mpi_discovery=False, timeout=timeout, verbose=False
-        )
+        init_deepspeed_comm(self.name, self.process_group_backend, self._timeout, self.root_device.type, self._shm_comm)
 
     # -- setup ------------------------------------------------------------------------------------
 
@@ -374,16 +316,7 @@ class DeepSpeedStrategy(DDPStrategy):
             plain ``zero_grad`` on the user's optimizer would drop; it shares the user's
             ``param_groups``, so schedulers made before setup work) and the scheduler, unchanged.
         """
-        if len(optimizers) > 1:
-            raise ValueError(
-                f"fabric.setup(model, {', '.join(type(o).__name__ for o in optimizers)}): a DeepSpeed engine drives "
-                f"one optimizer, but {len(optimizers)} were given. Give each model its own optimizer, in its own "
-                "fabric.setup(model, optimizer) call."
-            )
-        optimizer = optimizers[0] if optimizers else None
-        for record in self._records:
-            if optimizer is not None and record.owns(optimizer):
-                raise ValueError("This optimizer already belongs to a DeepSpeed model set up before.")
+        optimizer = one_optimizer(self._records, optimizers)
         engine = self._initialize_engine(module, optimizer)
         return engine, [] if optimizer is None else [engine.optimizer], scheduler
 
@@ -399,21 +332,12 @@ class DeepSpeedStrategy(DDPStrategy):
         )
 
     def _initialize_engine(self, module: Module, optimizer: Optimizer | None) -> Any:
-        deepspeed = import_deepspeed(self.name)
-        config = self.engine_config()
-        args = argparse.Namespace(device_rank=self.root_device.index) if self.root_device.type == "cuda" else None
-        engine, _, _, _ = deepspeed.initialize(
-            args=args,
-            config=config,
-            model=module,
-            model_parameters=[p for p in module.parameters() if p.requires_grad],
-            optimizer=optimizer,
-            dist_init_required=False,
+        clipping_from_user = self._config_from_user and self.config.get("gradient_clipping", "auto") != "auto"
+        record = initialize_engine(
+            self.name, self.engine_config(), module, optimizer, self.root_device, clipping_from_user
         )
-        clipping = float(config.get("gradient_clipping", 0.0))
-        from_user = self._config_from_user and self.config.get("gradient_clipping", "auto") != "auto"
-        self._records.append(EngineRecord(engine, module, optimizer, clipping, from_user))
-        return engine
+        self._records.append(record)
+        return record.engine
 
     @property
     def engines(self) -> list[Any]:
@@ -429,33 +353,6 @@ class DeepSpeedStrategy(DDPStrategy):
     def model(self) -> Any:
         """The engine set up last (Lightning's ``strategy.model``), or ``None``."""
         return self._records[-1].engine if self._records else None
-
-    def _record_for_module(self, module: Module | None, what: str) -> EngineRecord:
-        for record in self._records:
-            if module is record.engine or module is record.module:
-                return record
-        if module is None:
-            if len(self._records) == 1:
-                return self._records[0]
-            if not self._records:
-                raise RuntimeError(f"{what}: no model was set up. Call fabric.setup(model, optimizer) first.")
-            raise ValueError(
-                f"{what}: {len(self._records)} DeepSpeed models are set up, and each has its own engine. Say which "
-                "one this is for: fabric.backward(loss, model=generator)."
-            )
-        raise ValueError(
-            f"{what}: {type(module).__name__} was not set up by this Fabric's DeepSpeed strategy. Pass the model "
-            "that fabric.setup() returned."
-        )
-
-    def _record_for_optimizer(self, optimizer: Optimizer) -> EngineRecord:
-        for record in self._records:
-            if record.owns(optimizer):
-                return record
-        raise ValueError(
-            f"{type(optimizer).__name__} was not set up with a model by this Fabric's DeepSpeed strategy. Set it up "
-            "together with its model: fabric.setup(model, optimizer)."
-        )
 
     def module_init_context(self, empty_init: bool | None = None) -> AbstractContextManager:
         """Stage 3: ``deepspeed.zero.Init``, so parameters are partitioned as the model is built."""
@@ -482,7 +379,7 @@ class DeepSpeedStrategy(DDPStrategy):
         """
 
         def control(module: Module, enabled: bool) -> AbstractContextManager:
-            record = self._record_for_module(module, "fabric.no_backward_sync()")
+            record = record_for_module(self._records, module, "fabric.no_backward_sync()")
             return not_a_boundary(record) if enabled else nullcontext()
 
         return control
@@ -491,59 +388,18 @@ class DeepSpeedStrategy(DDPStrategy):
 
     def backward(self, tensor: Tensor, module: Module | None, *args: Any, **kwargs: Any) -> None:
         if len(self._records) > 1:
-            record = self._record_for_loss(tensor, module)
+            record = record_for_loss(self._records, tensor, module)
         else:
-            record = self._record_for_module(module, "fabric.backward()")
+            record = record_for_module(self._records, module, "fabric.backward()")
+        check_boundary(record, self.zero_stage, self.name)
         boundary = not record.accumulating
-        if boundary and record.boundary_passes and self.zero_stage in (1, 2):
-            raise RuntimeError(
-                f"fabric.backward() was called again before optimizer.step() with strategy={self.name!r}. ZeRO stages "
-                "1 and 2 reduce the gradients at the end of each backward pass, and a second reduction before the "
-                "step would be wrong. To accumulate gradients, run all but the last backward pass of a step inside "
-                "`with fabric.no_backward_sync(model):`."
-            )
         self.precision.backward(tensor, record.engine, *args, **kwargs)
         if boundary:
             record.boundary_passes += 1
 
-    def _record_for_loss(self, loss: Tensor, module: Module | None) -> EngineRecord:
-        """With several engines: the one whose parameters ``loss`` reaches, checked against ``model=``.
-
-        A loss must reach one engine's parameters only: DeepSpeed's hooks on another
-        engine's parameters would take the stray gradients into that engine's buffers,
-        outside its own backward, and its next step would use them (or fail). Walking the
-        graph before the backward pass turns that into a clear error, and finds the engine
-        when ``model=`` is not given.
-        """
-        given = None if module is None else self._record_for_module(module, "fabric.backward()")
-        reached = records_reached(self._records, loss)
-        if given is not None:
-            others = [record for record in reached if record is not given]
-            if others:
-                names = ", ".join(type(record.module).__name__ for record in others)
-                raise ValueError(
-                    f"fabric.backward(loss, model={type(given.module).__name__}): the loss also depends on parameters "
-                    f"of another DeepSpeed model ({names}), whose engine would take these gradients into its next "
-                    "step. Freeze that model while computing this loss (model.requires_grad_(False), then back to "
-                    "True), or detach its output, as in a GAN's generator step."
-                )
-            return given
-        if len(reached) == 1:
-            return reached[0]
-        names = ", ".join(type(record.module).__name__ for record in reached) or "none of them"
-        raise ValueError(
-            f"fabric.backward(loss): {len(self._records)} DeepSpeed models are set up and this loss reaches the "
-            f"parameters of {names}. A backward pass must belong to one model: pass it as "
-            "fabric.backward(loss, model=...), and freeze the other models while computing this loss."
-        )
-
     def optimizer_step(self, optimizer: Optimizer, **kwargs: Any) -> Any:
-        record = self._record_for_optimizer(optimizer)
-        if kwargs.get("closure") is not None:
-            raise ValueError(
-                f"optimizer.step(closure=...) cannot run with strategy={self.name!r}: DeepSpeed's engine.step() "
-                "takes no closure. Compute the loss and call fabric.backward(loss) before optimizer.step()."
-            )
+        record = record_for_optimizer(self._records, optimizer)
+        check_step(kwargs, self.name)
         try:
             return self.precision.optimizer_step(record.engine)
         finally:
@@ -563,29 +419,8 @@ class DeepSpeedStrategy(DDPStrategy):
         DeepSpeed clips inside its step, after reducing (and, with ZeRO, partitioning) the
         gradients, by their global L2 norm. :return: that norm for the current gradients.
         """
-        record = self._record_for_module(module, "fabric.clip_gradients()")
-        if float(norm_type) != 2.0:
-            raise ValueError(
-                f"fabric.clip_gradients(norm_type={norm_type!r}) cannot run with strategy={self.name!r}: DeepSpeed "
-                "clips by the L2 norm of all gradients only. Use norm_type=2."
-            )
-        if record.optimizer is None:
-            raise ValueError(
-                "fabric.clip_gradients(): this DeepSpeed model was set up without an optimizer, so nothing steps "
-                "with its gradients. Set it up with fabric.setup(model, optimizer)."
-            )
-        if not record.owns(optimizer):
-            raise ValueError(
-                "fabric.clip_gradients(model, optimizer, ...): the optimizer is not the one set up with this model."
-            )
-        if record.clipping_from_user and float(max_norm) != record.clipping:
-            raise ValueError(
-                f"fabric.clip_gradients(max_norm={max_norm}) contradicts gradient_clipping={record.clipping} in the "
-                f"DeepSpeed config ({self._config_source}). Remove gradient_clipping from the config (or set it to "
-                '"auto") to clip from the training loop, or stop calling fabric.clip_gradients.'
-            )
-        if max_norm <= 0:
-            raise ValueError(f"fabric.clip_gradients(max_norm={max_norm}): max_norm must be positive.")
+        record = record_for_module(self._records, module, "fabric.clip_gradients()")
+        check_clipping(record, optimizer, max_norm, norm_type, self.name, self._config_source)
         set_clipping(record, float(max_norm))
         return gradient_norm(record, self.root_device)
 
@@ -596,12 +431,12 @@ class DeepSpeedStrategy(DDPStrategy):
             f"fabric.clip_gradients(model, optimizer, max_norm={clip_val}) instead."
         )
 
+    # -- checkpoints ------------------------------------------------------------------------------
+
     def load_module_state_dict(self, module: Module, state_dict: dict[str, Any], strict: bool = True) -> None:
         for record in self._records:
             if module is record.module or module is record.engine:
-                from fabric_deepspeed.checkpoint import load_full_weights
-
-                load_full_weights(self, record, state_dict, strict)
+                checkpoint.load_full_weights(self, record, state_dict, strict)
                 return
         super().load_module_state_dict(module, state_dict, strict=strict)
 
@@ -611,19 +446,10 @@ class DeepSpeedStrategy(DDPStrategy):
                 return record.engine.optimizer.state_dict()  # type: ignore[no-any-return]
         return super().get_optimizer_state(optimizer)
 
-    # -- checkpoints ------------------------------------------------------------------------------
-
     def save_checkpoint(
         self, path: Any, state: dict[str, Any], filter: dict[str, Any] | None = None, storage_options: Any = None
     ) -> None:
-        from fabric_deepspeed.checkpoint import save
-
-        if storage_options is not None:
-            raise TypeError(
-                f"DeepSpeedStrategy.save_checkpoint(storage_options={storage_options!r}): DeepSpeed writes local "
-                "files and takes no storage options. Drop the argument."
-            )
-        save(self, path, state, filter)
+        checkpoint.save(self, path, state, filter, storage_options)
 
     def load_checkpoint(
         self,
@@ -632,21 +458,12 @@ class DeepSpeedStrategy(DDPStrategy):
         strict: bool = True,
         weights_only: bool | None = None,
     ) -> dict[str, Any]:
-        from fabric_deepspeed.checkpoint import load
-
-        return load(self, path, state, strict=strict, weights_only=weights_only is not False)
+        return checkpoint.load(self, path, state, strict=strict, weights_only=weights_only is not False)
 
     # -- the end ----------------------------------------------------------------------------------
 
     def teardown(self) -> None:
-        for record in self._records:
-            destroy = getattr(record.engine, "destroy", None)
-            if callable(destroy):
-                try:
-                    destroy()
-                except Exception:  # teardown goes on; the engine is gone either way
-                    pass
-        self._records.clear()
+        destroy_engines(self._records)
         super().teardown()
 
     def __repr__(self) -> str:
@@ -656,5 +473,4 @@ class DeepSpeedStrategy(DDPStrategy):
         )
 
 
-#: The precision names DeepSpeed runs.
-PRECISIONS: tuple[str, ...] = ("32-true", "bf16-mixed", "bf16-true", "16-mixed", "16-true")
+__all__ = ["PRECISIONS", "DeepSpeedStrategy"]
