@@ -9,6 +9,11 @@ ZeRO keeps each rank's shard of the fp32 master weights in its own file. This co
 merges them with DeepSpeed's ``zero_to_fp32`` utilities (stages 1 to 3; with ZeRO off the
 weights are whole already) and writes a plain ``{name: tensor}`` state dict that loads with
 ``torch.load(FILE, weights_only=True)`` and ``model.load_state_dict(...)``, without DeepSpeed.
+
+DeepSpeed's utilities unpickle everything, so the folder is read as ``fabric.load`` reads it:
+every file of the model's tag is scanned first and the model states are read through torch's
+restricted unpickler; a file holding code is refused (``UnsafeCheckpointError``) and nothing
+in it runs. ``--no-weights-only`` reads a folder you trust without these checks.
 """
 
 from __future__ import annotations
@@ -21,8 +26,15 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from fabric_core.errors import UnsafeCheckpointError
 
-from fabric_deepspeed.checkpoint import METADATA_FILE, _model_states_file, check_safe, read_metadata
+from fabric_deepspeed.checkpoint_files import (
+    METADATA_FILE,
+    check_safe,
+    load_model_states,
+    model_states_file,
+    read_metadata,
+)
 
 
 class ConsolidateError(ValueError):
@@ -54,7 +66,7 @@ def add_consolidate_arguments(group: Any) -> None:
 
 def consolidate_command(directory: Path, output: Path, args: argparse.Namespace) -> str:
     """``fabric consolidate`` for a DeepSpeed folder: write ``output``, return the line to print."""
-    count = consolidate(directory, output, args.model, args.exclude_frozen_parameters)
+    count = consolidate(directory, output, args.model, args.exclude_frozen_parameters, weights_only=args.weights_only)
     return f"wrote {count} tensors (float32) to {output}"
 
 
@@ -80,8 +92,14 @@ def _choose_tag(directory: Path, metadata: dict[str, Any], wanted: str | None) -
     return next(iter(tags.values()))
 
 
-def consolidate(directory: Path, output: Path, model: str | None = None, exclude_frozen: bool = False) -> int:
-    """Write the fp32 weights of one model of the checkpoint folder ``directory`` to ``output``; return the count."""
+def consolidate(
+    directory: Path, output: Path, model: str | None = None, exclude_frozen: bool = False, *, weights_only: bool = True
+) -> int:
+    """Write the fp32 weights of one model of the checkpoint folder ``directory`` to ``output``; return the count.
+
+    :param weights_only: refuse files holding pickled code (:class:`~fabric_core.checkpoint_io.UnsafeCheckpointError`)
+        before DeepSpeed's utilities unpickle them; ``False`` for a folder you trust.
+    """
     if not directory.is_dir():
         raise ConsolidateError(f"{str(directory)!r} is not a folder; pass the folder that fabric.save() wrote.")
     try:
@@ -89,10 +107,11 @@ def consolidate(directory: Path, output: Path, model: str | None = None, exclude
     except FileNotFoundError as err:
         raise ConsolidateError(str(err)) from err
     tag = _choose_tag(directory, metadata, model)
-    model_file = _model_states_file(directory, tag)
-    check_safe(sorted((directory / tag).glob("*.pt")))
-    # Checked above: only tensors, plain values and DeepSpeed's own data classes.
-    model_states = torch.load(model_file, map_location="cpu", weights_only=False)
+    model_file = model_states_file(directory, tag)
+    os.environ.setdefault("DS_ACCELERATOR", "cpu")  # before deepspeed is imported (its classes, or the merge)
+    if weights_only:  # DeepSpeed's zero_to_fp32 unpickles every file of the tag: none may hold code
+        check_safe(sorted((directory / tag).glob("*.pt")))
+    model_states = load_model_states(model_file, weights_only)
     stage = metadata.get("zero_stage")
     if stage is None:
         stage = int(model_states["ds_config"].get("zero_optimization", {}).get("stage", 0))
@@ -100,7 +119,6 @@ def consolidate(directory: Path, output: Path, model: str | None = None, exclude
         module = model_states["module"]
         state_dict = {name: _fp32(tensor) for name, tensor in module.items()}
     else:
-        os.environ.setdefault("DS_ACCELERATOR", "cpu")
         from fabric_deepspeed._imports import import_deepspeed
 
         import_deepspeed("fabric consolidate")
@@ -133,6 +151,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     command.add_argument("directory", metavar="DIR", type=Path, help="the folder that fabric.save() wrote")
     command.add_argument("-o", "--output", required=True, type=Path, metavar="FILE", help="the file to write")
+    command.add_argument(
+        "--no-weights-only",
+        dest="weights_only",
+        action="store_false",
+        help="unpickle any Python object in the checkpoint (runs its code: only for a folder you trust)",
+    )
     add_consolidate_arguments(command)
     return parser
 
@@ -144,7 +168,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 2
     try:
-        count = consolidate(args.directory, args.output, args.model, args.exclude_frozen_parameters)
+        count = consolidate(
+            args.directory, args.output, args.model, args.exclude_frozen_parameters, weights_only=args.weights_only
+        )
+    except UnsafeCheckpointError as err:
+        print(f"fabric-deepspeed consolidate: {err} Here: --no-weights-only.", file=sys.stderr)
+        return 1
     except (ConsolidateError, RuntimeError, FileNotFoundError) as err:
         print(f"fabric-deepspeed consolidate: {err}", file=sys.stderr)
         return 1

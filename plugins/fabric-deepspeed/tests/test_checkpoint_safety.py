@@ -1,7 +1,14 @@
-"""A DeepSpeed checkpoint whose client state holds code: refused as fabric-core refuses any other format."""
+"""A DeepSpeed checkpoint whose client state holds code: refused as fabric-core refuses any other format.
+
+By ``fabric.load`` (with and without a state to restore into) and by ``fabric consolidate``
+(the core's command, which hands the folder to this add-on, and the add-on's own
+``python -m fabric_deepspeed.cli``): the payload never runs unless the user opts in.
+"""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -50,15 +57,41 @@ print("PWNED" if os.path.exists("PWNED") else "SAFE", flush=True)
 """
 
 
-@pytest.mark.timeout(240)
-def test_a_client_state_holding_code_is_refused_and_never_runs(run_script: Callable[..., Any], tmp_path: Path) -> None:
+STATES = "ckpt/checkpoint/mp_rank_00_model_states.pt"
+REFUSED = (
+    f"Checkpoint {STATES!r} holds a Python object (posix.system) that loading with weights_only=True refuses: "
+    "unpickling it could run code. Only tensors, containers and plain values load safely. If you trust the file, "
+    "load it with weights_only=False."
+)
+
+
+@pytest.mark.timeout(400)
+def test_a_client_state_holding_code_is_refused_and_never_runs(
+    run_script: Callable[..., Any], tmp_path: Path, clean_env: Callable[..., dict[str, str]]
+) -> None:
     output = run_script(MALICIOUS_CLIENT_STATE).check()
-    states = "ckpt/checkpoint/mp_rank_00_model_states.pt"
-    expected = (
-        f"UnsafeCheckpointError: Checkpoint {states!r} holds a Python object (posix.system) that loading with "
-        "weights_only=True refuses: unpickling it could run code. Only tensors, containers and plain values load "
-        "safely. If you trust the file, load it with weights_only=False."
-    )
-    assert f"STATE: {expected}" in output, output
-    assert f"NO STATE: {expected}" in output, output
+    assert f"STATE: UnsafeCheckpointError: {REFUSED}" in output, output
+    assert f"NO STATE: UnsafeCheckpointError: {REFUSED}" in output, output
     assert "SAFE" in output and not (tmp_path / "PWNED").exists()
+
+    def run(*command: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", *command], cwd=tmp_path, env=clean_env(), capture_output=True, text=True, timeout=240
+        )
+
+    # `fabric consolidate` refuses it the same way, with the flag that opts in.
+    result = run("fabric_core", "consolidate", "ckpt", "-o", "weights.pt")
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert f"fabric consolidate: error: {REFUSED} Here: `fabric consolidate --no-weights-only ckpt`." in (
+        result.stderr
+    ), result.stderr
+    result = run("fabric_deepspeed.cli", "consolidate", "ckpt", "-o", "weights.pt")
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert f"fabric-deepspeed consolidate: {REFUSED} Here: --no-weights-only." in result.stderr, result.stderr
+    assert not (tmp_path / "PWNED").exists() and not (tmp_path / "weights.pt").exists()
+
+    # Opting in unpickles everything, payload included: the flag reaches the add-on.
+    result = run("fabric_core", "consolidate", "ckpt", "-o", "weights.pt", "--no-weights-only")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "wrote 2 tensors (float32) to weights.pt" in result.stdout
+    assert (tmp_path / "PWNED").exists()
