@@ -183,21 +183,24 @@ def test_missing_corrupt_and_truncated_files_name_the_path(tmp_path: Path) -> No
 
     corrupt = tmp_path / "corrupt.pt"
     corrupt.write_bytes(os.urandom(2048))
-    with pytest.raises(CheckpointError, match=r"corrupt.pt.*2048 bytes.*corrupt or truncated"):
+    with pytest.raises(CheckpointError, match=r"corrupt.pt.*2048 bytes.*corrupt or truncated") as raised:
         fabric.load(corrupt)
+    assert (raised.value.path, raised.value.reason) == (corrupt, "corrupt")
 
     good = tmp_path / "good.pt"
     fabric.save(good, {"model": make_mlp(width=64), "step": 1})
     truncated = tmp_path / "truncated.pt"
     truncated.write_bytes(good.read_bytes()[: good.stat().st_size // 2])
-    with pytest.raises(CheckpointError, match=r"truncated.pt.*corrupt or truncated"):
-        fabric.load(truncated)
+    with pytest.raises(CheckpointError, match=r"truncated.pt.*corrupt or truncated") as raised:
+        fabric.load(str(truncated))
+    assert (raised.value.path, raised.value.reason) == (truncated, "corrupt")
 
     with pytest.raises(IsADirectoryError, match="is a directory"):
         fabric.load(tmp_path)
     torch.save([1, 2], tmp_path / "list.pt")
-    with pytest.raises(CheckpointError, match="holds a list, not a dict.*load_raw"):
+    with pytest.raises(CheckpointError, match="holds a list, not a dict.*load_raw") as raised:
         fabric.load(tmp_path / "list.pt")
+    assert (raised.value.path, raised.value.reason) == (tmp_path / "list.pt", "not-a-dict")
     with pytest.raises(TypeError, match="state must be a dict"):
         fabric.load(good, make_mlp())  # type: ignore[arg-type]
     with pytest.raises(TypeError, match="state must be a dict"):

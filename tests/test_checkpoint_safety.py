@@ -147,9 +147,12 @@ def test_fabric_consolidate_never_runs_code_from_a_sharded_checkpoint(tmp_path: 
     assert result.returncode == 2
     assert "holds a Python object (posix.system) that loading with weights_only=True refuses" in result.stderr
     assert f"Here: `fabric consolidate --no-weights-only {tmp_path / 'ckpt'}`." in result.stderr
-    with pytest.raises(UnsafeCheckpointError, match=r"posix.system.*unpickling it could run code"):
+    with pytest.raises(UnsafeCheckpointError, match=r"posix.system.*unpickling it could run code") as raised:
         sharded_checkpoint.consolidate(tmp_path / "ckpt", tmp_path / "out.pt")
     assert not marker.exists()
+    where = tmp_path / "ckpt" / ".metadata" if poison is _poison_metadata else tmp_path / "ckpt"
+    err = raised.value
+    assert (err.path, err.reason, err.refused, err.opt_in) == (where, "unsafe", "posix.system", "weights_only=False")
 
     trusted = _consolidate_cli(tmp_path / "ckpt", "--no-weights-only")
     assert marker.exists(), trusted.stderr
@@ -162,6 +165,7 @@ def test_damaged_metadata_is_called_damaged_not_code(tmp_path: Path) -> None:
     with pytest.raises(CheckpointError, match=r"\.metadata' \(40 bytes\) is corrupt or truncated") as raised:
         sharded_checkpoint.consolidate(tmp_path / "ckpt", tmp_path / "out.pt")
     assert not isinstance(raised.value, UnsafeCheckpointError)
+    assert (raised.value.path, raised.value.reason, raised.value.files) == (metadata, "corrupt", {})
 
 
 # -- single files ----------------------------------------------------------------------------------
@@ -180,6 +184,7 @@ def test_a_malicious_file_is_refused_as_code_in_any_pickle_protocol(tmp_path: Pa
             "refuses: unpickling it could run code. Only tensors, containers and plain values load safely. If you "
             "trust the file, load it with weights_only=False."
         )
+        assert (raised.value.path, raised.value.reason, raised.value.refused) == (path, "unsafe", "posix.system")
     assert not marker.exists()
 
 
@@ -197,6 +202,7 @@ def test_a_benign_protocol_5_file_is_not_called_corrupt_and_says_what_to_do(tmp_
         "loader, not damage to the file. If you trust the file, load it with weights_only=False and save it again "
         "with fabric.save (the default protocol), so that it loads safely from then on."
     )
+    assert (raised.value.path, raised.value.reason) == (path, "protocol")
     assert fabric.load(path, weights_only=False)["step"] == 4
 
 

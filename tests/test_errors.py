@@ -23,6 +23,7 @@ from fabric_core.errors import (
     PluginNotAvailableError,
     PluginValidationError,
     ReservedNameError,
+    UnsafeCheckpointError,
 )
 from tests._fake_dist import FakeSite, strategy_plugin
 
@@ -171,6 +172,9 @@ def test_a_switch_warning_names_the_switch(monkeypatch: pytest.MonkeyPatch, fres
         ReservedNameError("m", kind="strategy", name="ddp", distribution="fabric-x"),
         AddonNotInstalledError("m", name="XLAStrategy", distribution="fabric-xla"),
         FabricPluginWarning("m", distribution="fabric-x", switch="FABRIC_PLUGINS"),
+        CheckpointError("m", path=Path("ckpt"), reason="mismatch", files={"a.distcp": "truncated"}),
+        UnsafeCheckpointError("m", path="c.pt", refused="posix.system"),
+        CollectiveError("m", operation="barrier", rank=1, timed_out=True, missing_ranks=(0,)),
     ],
 )
 def test_attributes_survive_pickling(error: BaseException) -> None:
@@ -178,6 +182,25 @@ def test_attributes_survive_pickling(error: BaseException) -> None:
     copy = pickle.loads(pickle.dumps(error))
     assert type(copy) is type(error) and str(copy) == str(error)
     assert vars(copy) == vars(error)
+
+
+def test_errors_built_from_text_only_still_work_and_new_arguments_are_keyword_only() -> None:
+    # Add-ons and user code raise these too, with a message only.
+    checkpoint = CheckpointError("text")
+    assert (str(checkpoint), checkpoint.path, checkpoint.reason, checkpoint.files) == ("text", None, None, {})
+    unsafe = UnsafeCheckpointError("text")
+    assert (unsafe.reason, unsafe.refused, unsafe.opt_in) == ("unsafe", None, "weights_only=False")
+    collective = CollectiveError("text")
+    assert (collective.operation, collective.rank, collective.timed_out, collective.missing_ranks) == (
+        "",
+        None,
+        False,
+        None,
+    )
+    with pytest.raises(TypeError):
+        CheckpointError("text", "c.pt")  # type: ignore[misc]
+    with pytest.raises(TypeError):
+        CollectiveError("text", "barrier")  # type: ignore[misc]
 
 
 def test_reserved_name_error_is_a_duplicate_name_error_naming_the_core() -> None:

@@ -2,11 +2,13 @@
 
 Thin wrappers over ``torch.distributed``: what they add is the reduction names Fabric
 accepts (``"mean"``, ``"sum"``, ...), gathering tensors whose first dimension differs per
-rank, and a failure message that says which operation on which rank failed or timed out.
+rank, and a failure message that says which operation on which rank failed or timed out
+(:class:`CollectiveError`, which carries the same as attributes).
 """
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable
 from datetime import timedelta
@@ -28,7 +30,36 @@ _REDUCE_OPS = {
 
 
 class CollectiveError(RuntimeError):
-    """A collective failed or timed out; the message names it and this rank."""
+    """A collective failed or timed out; the message names it and this rank.
+
+    The error of the process group (torch's ``DistBackendError``, a gloo or NCCL
+    ``RuntimeError``) is chained as ``__cause__``.
+
+    :ivar operation: the Fabric call that failed, without ``fabric.`` and its arguments:
+        ``"barrier"``, ``"broadcast"``, ``"all_reduce"``, ``"all_gather"``, ``"backward"``
+        (the gradient all-reduce of DDP), ``"save"`` (a save not called on every rank); ``""``
+        when not given.
+    :ivar rank: the global rank that raised it, or ``None`` outside a process group.
+    :ivar timed_out: whether the operation timed out (another rank did not reach it) rather
+        than failed (another rank exited or lost its connection).
+    :ivar missing_ranks: for a timeout, the ranks that never reached the operation, when the
+        process group's store could tell; else ``None``.
+    """
+
+    def __init__(
+        self,
+        message: str = "",
+        *,
+        operation: str = "",
+        rank: int | None = None,
+        timed_out: bool = False,
+        missing_ranks: tuple[int, ...] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.operation = operation
+        self.rank = rank
+        self.timed_out = timed_out
+        self.missing_ranks = missing_ranks
 
 
 #: how long a rank whose collective timed out waits for the others that timed out too, to tell who never came
@@ -46,10 +77,17 @@ def is_collective_failure(err: BaseException) -> bool:
 
 
 def describe_failure(operation: str, err: BaseException) -> CollectiveError:
-    """One message for a failed collective: which operation, on which rank, why, and who never arrived."""
-    rank = dist.get_rank() if dist.is_initialized() else "?"
+    """One message for a failed collective: which operation, on which rank, why, and who never arrived.
+
+    ``operation`` is how the message names it (``"fabric.all_reduce(reduce_op='mean')"``);
+    the error's ``operation`` attribute is its first word without ``fabric.`` (``"all_reduce"``).
+    Raise the result ``from err``, so that ``err`` is its ``__cause__``.
+    """
+    rank = dist.get_rank() if dist.is_initialized() else None
     text = str(err).splitlines()[0] if str(err) else type(err).__name__
-    if any(word in text.lower() for word in _TIMEOUT_WORDS):
+    timed_out = any(word in text.lower() for word in _TIMEOUT_WORDS)
+    missing = None
+    if timed_out:
         missing = _ranks_that_never_arrived(operation)
         who = ""
         if missing:
@@ -60,7 +98,19 @@ def describe_failure(operation: str, err: BaseException) -> CollectiveError:
         )
     else:
         hint = "another rank probably failed or exited; look for the first error above"
-    return CollectiveError(f"{operation} failed on rank {rank}: {hint} ({text}).")
+    return CollectiveError(
+        f"{operation} failed on rank {'?' if rank is None else rank}: {hint} ({text}).",
+        operation=_operation_name(operation),
+        rank=rank,
+        timed_out=timed_out,
+        missing_ranks=None if missing is None else tuple(missing),
+    )
+
+
+def _operation_name(label: str) -> str:
+    """The name of an operation label: ``"fabric.all_reduce(reduce_op='sum')"`` -> ``"all_reduce"``."""
+    found = re.match(r"\s*(?:fabric\.)?(\w+)", label)
+    return found.group(1) if found else ""
 
 
 def _ranks_that_never_arrived(operation: str) -> list[int] | None:

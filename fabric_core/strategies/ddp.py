@@ -208,7 +208,11 @@ class DDPStrategy(ParallelStrategy):
             raise collectives.CollectiveError(
                 f"fabric.save({str(path)!r}) was called on rank {self.global_rank}, but not every rank called it "
                 f"within {timeout.total_seconds():.0f}s. Call fabric.save() on every rank: only rank 0 writes the "
-                "file, the others take part so that the run stays in step."
+                "file, the others take part so that the run stays in step.",
+                operation="save",
+                rank=self.global_rank,
+                timed_out=err.timed_out,
+                missing_ranks=err.missing_ranks,
             ) from err
 
     def teardown(self) -> None:
