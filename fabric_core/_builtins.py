@@ -76,6 +76,7 @@ def fabric_register_strategies(registry: Registry) -> None:
         description="DataParallel over the GPUs of one process (ddp on other accelerators)",
         accelerators=["cuda"],
         fallback="ddp",
+        single_process=True,
     )
 
 

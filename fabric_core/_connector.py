@@ -245,15 +245,16 @@ def select(
             name = single if processes == 1 else multiple
             context = f" (chosen by strategy='auto' for {len(device_indices)} device(s) on {nodes} node(s))"
         entry = lookup("strategy", name, context=context)
-        if entry.fallback is not None and selected_accelerator.name not in entry.accelerators:
+        fallback = entry.fallback_on(selected_accelerator.name)
+        if fallback is not None:
             # Registry data: "dp" runs on cuda only and falls back to "ddp" elsewhere, as in Lightning.
             warnings.warn(
                 f"strategy={name!r} is not supported on accelerator={selected_accelerator.name!r}; using "
-                f"strategy={entry.fallback!r}.",
+                f"strategy={fallback!r}.",
                 UserWarning,
                 stacklevel=3,
             )
-            entry = lookup("strategy", entry.fallback, context=f" (the fallback of strategy={name!r})")
+            entry = lookup("strategy", fallback, context=f" (the fallback of strategy={name!r})")
         selected_strategy = entry.create()
     else:
         raise TypeError(f"strategy={strategy!r}: expected a name such as 'auto' or 'ddp', or a Strategy instance.")

@@ -67,6 +67,7 @@ class PluginRecord:
     reason: str = ""
     error: BaseException | None = None
     provides: dict[str, list[str]] = field(default_factory=dict)
+    aliases: dict[str, dict[str, list[str]]] = field(default_factory=dict)
     hooks: list[str] = field(default_factory=list)
     module: ModuleType | None = field(default=None, repr=False)
 
@@ -85,6 +86,7 @@ class PluginRecord:
             "reason": self.reason,
             "error": None if self.error is None else f"{type(self.error).__name__}: {self.error}",
             "provides": self.provides,
+            "aliases": self.aliases,
             "hooks": self.hooks,
         }
 
@@ -271,6 +273,10 @@ def _load(
         registries[kind].merge(registry)
         if len(registry):
             record.provides[KINDS[kind]] = registry.names()
+        if registry.aliases:
+            record.aliases[KINDS[kind]] = {
+                name: list(alias.targets) for name, alias in sorted(registry.aliases.items())
+            }
     commands.merge(own_commands)
     if own_commands.names():
         record.provides["commands"] = own_commands.names()

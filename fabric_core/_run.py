@@ -145,12 +145,21 @@ def _check_names(args: argparse.Namespace) -> Any:
 
 def _count_processes(args: argparse.Namespace, accelerator: Any) -> int:
     """Processes per node: one per device, as the script's Fabric will count them."""
+    from fabric_core._lookup import lookup
+
     try:
         devices = accelerator.parse_devices(args.devices.strip())
     except (ValueError, RuntimeError, TypeError) as err:
         raise UsageError(str(err)) from err
-    if not _is_auto(args.strategy) and args.strategy.strip().lower() == "dp" and accelerator.name == "cuda":
-        return 1  # Lightning's rule: DataParallel drives all the GPUs from one process
+    if not _is_auto(args.strategy):
+        # Registry data: a single-process strategy (dp, as in Lightning) drives every device of the
+        # node from one process, unless it falls back to another strategy on this accelerator.
+        entry = lookup("strategy", args.strategy.strip().lower())
+        fallback = entry.fallback_on(accelerator.name)
+        if fallback is not None:
+            entry = lookup("strategy", fallback)
+        if entry.single_process:
+            return 1
     return len(devices)
 
 

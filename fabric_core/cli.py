@@ -44,6 +44,10 @@ def _plugins(args: argparse.Namespace) -> int:
             if args.verbose:
                 for name, description in _descriptions(found, kind, names, record["distribution"]):
                     print(f"        {name}: {description}")
+            _print_aliases(kind, record["aliases"].get(kind, {}))
+        for kind, aliases in record["aliases"].items():
+            if kind not in record["provides"]:  # an add-on that only adds aliases
+                _print_aliases(kind, aliases)
         other_hooks = [hook for hook in record["hooks"] if not hook.startswith("fabric_register_")]
         if other_hooks:
             print(f"    hooks: {', '.join(other_hooks)}")
@@ -51,6 +55,16 @@ def _plugins(args: argparse.Namespace) -> int:
         for name, distributions in names.items():
             print(f"conflict: {kind} {name!r} is registered by {' and '.join(distributions)}")
     return 0
+
+
+def _print_aliases(kinds: str, aliases: dict[str, list[str]]) -> None:
+    """One line for the aliases of ``kinds`` (``accelerator aliases: gpu = cuda | mps``: the first available)."""
+    from fabric_core.registry import KINDS
+
+    if aliases:
+        kind = next((kind for kind, plural in KINDS.items() if plural == kinds), kinds)
+        shown = ", ".join(f"{name} = {' | '.join(targets)}" for name, targets in aliases.items())
+        print(f"    {kind} aliases: {shown}")
 
 
 def _descriptions(found: Any, kinds: str, names: list[str], distribution: str) -> list[tuple[str, str]]:

@@ -48,6 +48,8 @@ class Entry:
     :param accelerators: for a strategy, the accelerators it runs on (empty: any).
     :param fallback: for a strategy limited to some ``accelerators``, the name used instead
         (with a warning) on any other accelerator, as Lightning runs ``ddp`` for ``dp`` on a CPU.
+    :param single_process: for a strategy, one process drives all the devices of a node
+        (``dp``, DataParallel), so ``fabric run`` starts one process per node, not one per device.
     """
 
     name: str
@@ -59,6 +61,13 @@ class Entry:
     priority: int | None = None
     accelerators: tuple[str, ...] = ()
     fallback: str | None = None
+    single_process: bool = False
+
+    def fallback_on(self, accelerator: str) -> str | None:
+        """The name to use instead of this strategy on ``accelerator``; ``None`` when it runs there."""
+        if self.fallback is None or accelerator in self.accelerators:
+            return None
+        return self.fallback
 
     def load(self) -> Any:
         """Return the factory, importing it first when it was registered as a string."""
@@ -134,6 +143,7 @@ class Registry:
         priority: int | None = None,
         accelerators: Sequence[str] = (),
         fallback: str | None = None,
+        single_process: bool = False,
     ) -> None:
         """Register ``name``.
 
@@ -143,6 +153,7 @@ class Registry:
         :param priority: position in automatic selection (higher first); ``None`` for none.
         :param accelerators: for a strategy, the accelerators it runs on (default: any).
         :param fallback: for a strategy with ``accelerators``, the name to use instead on others.
+        :param single_process: for a strategy, one process drives all the devices of a node.
         """
         if not isinstance(name, str) or not name:
             raise TypeError(f"A {self.kind} name must be a non-empty string, got {name!r}.")
@@ -166,6 +177,7 @@ class Registry:
             priority=priority,
             accelerators=tuple(accelerators),
             fallback=fallback,
+            single_process=single_process,
         )
         self._insert(entry)
 

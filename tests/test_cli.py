@@ -87,7 +87,11 @@ def test_plugins_lists_fabric_core() -> None:
     core = _core_record()
     lines = _run(_module("plugins")).stdout.splitlines()
     assert lines[0] == f"fabric-core {__version__}  [loaded]  (builtins = fabric_core._builtins)"
-    expected = [f"    {kind}: {', '.join(names)}" for kind, names in core.provides.items()]
+    expected = []
+    for kind, names in core.provides.items():
+        expected.append(f"    {kind}: {', '.join(names)}")
+        if kind == "accelerators":  # an alias is listed under the names of its kind
+            expected.append("    accelerator aliases: gpu = cuda | mps")
     assert lines[1 : 1 + len(expected)] == expected
     assert any(line.startswith("    strategies: ") and "single_device" in line for line in lines)
 
@@ -103,6 +107,7 @@ def test_plugins_json_lists_fabric_core() -> None:
         "reason": "",
         "error": None,
         "provides": core.provides,
+        "aliases": {"accelerators": {"gpu": ["cuda", "mps"]}},
         "hooks": core.hooks,
     }
     assert {"fabric_register_accelerators", "fabric_register_strategies", "fabric_register_precisions"} <= set(
@@ -153,6 +158,27 @@ def test_plugins_json_shows_failed_addons_and_conflicts(site: FakeSite) -> None:
     for kind, names in CORE_MINIMUM.items():
         assert names <= set(records["fabric-core"]["provides"][kind]), kind
     assert listing["conflicts"] == {"strategy": {"twin": ["fabric-one", "fabric-two"]}}
+
+
+_ALIAS_PLUGIN = """
+from fabric_core import hookimpl
+
+@hookimpl
+def fabric_register_strategies(registry):
+    registry.add_alias("fast", ["ddp_fork", "ddp"], description="fork where the platform can")
+"""
+
+
+def test_plugins_lists_an_addons_aliases(site: FakeSite) -> None:
+    # An add-on that only adds an alias: the listing shows it, though the add-on has no names of its own.
+    site.add("fabric-alias", modules={"fake_cli_alias": _ALIAS_PLUGIN})
+    out = _run(_module("plugins"), site=site.root).stdout
+    assert (
+        "fabric-alias 1.0.0  [loaded]  (fake_cli_alias = fake_cli_alias)\n    strategy aliases: fast = ddp_fork | ddp\n"
+        in out
+    )
+    listing = json.loads(_run(_module("plugins", "--json"), site=site.root).stdout)
+    assert _by_distribution(listing)["fabric-alias"]["aliases"] == {"strategies": {"fast": ["ddp_fork", "ddp"]}}
 
 
 def test_plugins_shows_the_switches(site: FakeSite) -> None:

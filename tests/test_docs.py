@@ -491,7 +491,7 @@ def test_cli_reference_shows_the_real_core_json(monkeypatch: pytest.MonkeyPatch,
 
     documented_core, actual_core = core(documented), core(actual)
     assert set(documented_core) == set(actual_core), "the `--json` record in docs/reference/cli.md has other fields"
-    for key in ("entry_point", "status", "reason", "error", "hooks"):
+    for key in ("entry_point", "status", "reason", "error", "aliases", "hooks"):
         assert documented_core[key] == actual_core[key], f"`--json` field {key!r} in docs/reference/cli.md differs"
     for kind, names in documented_core["provides"].items():
         assert set(names) <= set(actual_core["provides"].get(kind, [])), f"`--json` provides {kind} differs"

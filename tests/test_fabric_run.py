@@ -23,11 +23,12 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import pytest
 
-from fabric_core import _run
+from fabric_core import _run, hookimpl
 from fabric_core.cli import main
 from fabric_core.testing import find_free_port
 from tests.helpers.processes import processes_with_marker
@@ -614,3 +615,39 @@ def test_reference_page_matches_the_command(
     assert main(["run", "--strategy", "ddpp", "train.py"]) == 2
     shown = section.split("$ fabric run --strategy ddpp train.py\n", 1)[1].split("```", 1)[0]
     assert capsys.readouterr().err.startswith(shown.removesuffix("...\n"))
+
+
+def _single_process_plugin(name: str) -> ModuleType:
+    module = ModuleType(f"fake_single_process_{name}")
+    module.__dict__["hookimpl"] = hookimpl
+
+    @hookimpl
+    def fabric_register_strategies(registry: Any) -> None:
+        registry.add(name, "fabric_core.strategies.ddp:DDPStrategy", single_process=True)
+        registry.add(
+            f"{name}_cuda",
+            "fabric_core.strategies.ddp:DDPStrategy",
+            single_process=True,
+            accelerators=["cuda"],
+            fallback="ddp",
+        )
+
+    module.__dict__["fabric_register_strategies"] = fabric_register_strategies
+    return module
+
+
+def test_plan_starts_one_process_for_a_single_process_strategy(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fabric_plugins: Any
+) -> None:
+    # Registry data, usable by add-ons (the core's "dp" is one): one process drives every device.
+    fabric_plugins.register(_single_process_plugin("one_proc"))
+    plan = _plan(tmp_path, monkeypatch, "--accelerator", "cpu", "--devices", "3", "--strategy", "one_proc", "train.py")
+    assert plan.processes == 1
+    assert plan.torchrun_args[0] == "--nproc_per_node=1"
+    # ...unless it falls back to another strategy on this accelerator (dp runs ddp on a CPU, one process per device).
+    plan = _plan(
+        tmp_path, monkeypatch, "--accelerator", "cpu", "--devices", "3", "--strategy", "one_proc_cuda", "train.py"
+    )
+    assert plan.processes == 3
+    plan = _plan(tmp_path, monkeypatch, "--accelerator", "cpu", "--devices", "3", "--strategy", "dp", "train.py")
+    assert plan.processes == 3
