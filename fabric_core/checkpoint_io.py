@@ -34,11 +34,11 @@ _DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
 
 
 class CheckpointError(RuntimeError):
-    """A checkpoint exists but cannot be used: it is damaged, holds something else than state, or is unsafe
+    """A checkpoint exists but cannot be used: it is damaged, holds something other than state, or is unsafe
     to unpickle (:class:`UnsafeCheckpointError`).
 
-    :ivar path: the file or directory the message names (a ``str`` or ``Path`` as given; a URL
-        for a remote file), or ``None``.
+    :ivar path: the file or directory the message names: a ``Path`` for a local one, the URL
+        (a ``str``) for a remote one; ``None`` when whoever raised it did not say.
     :ivar reason: why, one of :data:`~fabric_core.errors.CheckpointErrorReason` (``"corrupt"``,
         ``"unsafe"``, ``"protocol"``, ``"not-a-dict"``, ``"mismatch"``), or ``None`` when
         whoever raised it did not say.
