@@ -25,14 +25,22 @@ checks. A signalled rank announces a stop step, two checks ahead of its own, in 
 group's key-value store (``compare_set``: the first announcement wins); every rank looks for
 the announcement at each check (``store.check``, one small request to the store, no
 collective and no GPU synchronisation) and, at the announced step, runs the checkpoint
-callback, waits for the others, and ends with ``SystemExit(exit_code)``: 0 by default, a
-clean stop with a checkpoint, because a launcher (Fabric's own, torchrun) takes a rank that
-exits non-zero for a crash and tears the others down, possibly mid-save. Pass
-``exit_code=143`` (128 + SIGTERM) where the scheduler needs to see the signal, or
-``exit_code=None`` to go on and stop the loop yourself (:attr:`Preemption.preempted`). A
-previous Python handler of the signal (such as ``SLURMEnvironment``'s requeue on
-``SIGUSR1``) runs after the checkpoint, so the job is requeued only once it is saved. A
-second signal before the check ends the process at once.
+callback, waits for the others, and ends. A previous Python handler of the signal (such as
+``SLURMEnvironment``'s requeue on ``SIGUSR1``) runs after the checkpoint, so the job is
+requeued only once it is saved. A second signal before the check ends the process at once.
+
+**The exit code.** Every rank ends with :class:`Preempted` (a ``SystemExit``) and the same
+code: 128 + the agreed signal's number by default (143 for ``SIGTERM``, 138 for
+``SIGUSR1``), what a shell reports for a process the signal ended. An interrupted job must
+not look finished: Kubernetes (``restartPolicy: OnFailure``, a Job's ``podFailurePolicy``),
+torchrun's elastic agent, SLURM (``RequeueExit``) and spot-instance managers restart or
+requeue on a non-zero code and take 0 for "done". Fabric's own launchers (``ddp``,
+``ddp_spawn``, ``fabric run``) know the code for a preemption, not a crash: each rank
+leaves a record in ``FABRIC_ERROR_DIR`` (:func:`~fabric_core.strategies.launchers._errors.record_preemption`),
+so the launcher does not report it or stop the other ranks, and the launching process ends
+with the same code. Global rank 0 prints one line saying what happened. ``exit_code=0``
+ends with 0 instead (a scheduler then sees a finished job); ``exit_code=None`` goes on, and
+the loop stops itself (:attr:`Preemption.preempted`).
 
 Two checks ahead is enough when every step has a collective (the gradient all-reduce of
 DDP, FSDP's gathers): no rank can then run more than one step ahead of another. A rank that
@@ -53,16 +61,30 @@ import signal
 import sys
 from collections.abc import Callable, Sequence
 from types import FrameType
-from typing import Any
+from typing import Any, Literal
 
 from fabric_core import _logging
 
-__all__ = ["Preemption"]
+__all__ = ["Preempted", "Preemption"]
 
 _log = _logging.get_logger(__name__)
 #: How many checks ahead of the announcing rank the stop step is (see the module's notes).
 MARGIN = 2
 _instances = itertools.count()  # created in the same order on every rank: one store key each
+
+
+class Preempted(SystemExit):
+    """How :class:`Preemption` ends a process after the checkpoint: ``SystemExit`` with the agreed code.
+
+    :param code: the exit code (``SystemExit.code``).
+    :param sig: the signal the ranks agreed on.
+    :param step: the check at which the checkpoint callback ran.
+    """
+
+    def __init__(self, code: int, sig: signal.Signals, step: int) -> None:
+        super().__init__(code)
+        self.signal = sig
+        self.step = step
 
 
 class Preemption:
@@ -74,8 +96,9 @@ class Preemption:
         requeue signal; the ``requeue_signal`` of a ``SLURMEnvironment`` in use) when ``None``.
     :param every_n_steps: check after every n-th optimizer step (the agreement is one
         collective per check).
-    :param exit_code: end every process after ``on_preempt`` with ``SystemExit(exit_code)``;
-        ``None`` to go on (:attr:`preempted` then tells the loop to stop).
+    :param exit_code: the code every process ends with after ``on_preempt`` (by raising
+        :class:`Preempted`): ``"signal"`` for 128 + the signal's number (143 for ``SIGTERM``),
+        an int from 0 to 255, or ``None`` to go on (:attr:`preempted` then tells the loop to stop).
     """
 
     def __init__(
@@ -85,12 +108,19 @@ class Preemption:
         *,
         signals: Sequence[signal.Signals] | None = None,
         every_n_steps: int = 1,
-        exit_code: int | None = 0,
+        exit_code: int | Literal["signal"] | None = "signal",
     ) -> None:
         if not callable(on_preempt):
             raise TypeError(f"Preemption(on_preempt={on_preempt!r}): expected a function to call, such as a save.")
         if isinstance(every_n_steps, bool) or not isinstance(every_n_steps, int) or every_n_steps < 1:
             raise ValueError(f"Preemption(every_n_steps={every_n_steps!r}): expected an int of 1 or more.")
+        if exit_code not in ("signal", None) and (
+            isinstance(exit_code, bool) or not isinstance(exit_code, int) or not 0 <= exit_code <= 255
+        ):
+            raise ValueError(
+                f"Preemption(exit_code={exit_code!r}): expected 'signal' (128 + the signal's number, the default), "
+                "an int from 0 to 255 (what a process can exit with), or None to go on after the checkpoint."
+            )
         self.fabric = fabric
         self.on_preempt = on_preempt
         self.signals: tuple[signal.Signals, ...] = tuple(signals) if signals is not None else _default_signals(fabric)
@@ -147,11 +177,33 @@ class Preemption:
         previous = self._previous.get(signalled)
         if callable(previous):
             previous(int(signalled), None)  # for example SLURM's requeue, now that the checkpoint exists
-        if self.exit_code is not None:
-            self.close()
-            sys.stdout.flush()
-            raise SystemExit(self.exit_code)
-        return True
+        code = 128 + int(signalled) if self.exit_code == "signal" else self.exit_code
+        if self.fabric.global_rank == 0:
+            _say(self._summary(signalled, code, previous))
+        if code is None:
+            return True
+        from fabric_core.strategies.launchers._errors import PreemptedRank, record_preemption
+
+        # The record first: a launcher that sees this exit code must find it (see the module's notes).
+        record_preemption(PreemptedRank(self.fabric.global_rank, signalled.name, self._steps, code))
+        self.close()
+        sys.stdout.flush()
+        raise Preempted(code, signalled, self._steps)
+
+    def _summary(self, sig: signal.Signals, code: int | None, previous: Any) -> str:
+        """The line rank 0 prints: what happened and why the process ends with this code."""
+        ranks = f"all {self.fabric.world_size} ranks" if self.fabric.world_size > 1 else "the one process"
+        line = f"fabric: preempted by {sig.name} at step {self._steps}: checkpoint callback ran on {ranks}"
+        if callable(previous):
+            name = getattr(previous, "__qualname__", repr(previous))
+            line += f", then the {sig.name} handler that was there before ({name})"
+        if code is None:
+            return line + "; going on (exit_code=None): stop the loop when preemption.preempted is True"
+        if code == 128 + int(sig):
+            return line + f"; exiting with {code} (128 + {sig.name}) so the scheduler requeues the job"
+        if code == 0:
+            return line + "; exiting with 0 (exit_code=0): a scheduler takes this for a finished job, not requeued"
+        return line + f"; exiting with {code} (exit_code={code})"
 
     def _agreed_signal(self) -> signal.Signals | None:
         """The signal to act on now, at a step every rank agrees on; ``None`` to go on."""
@@ -186,6 +238,12 @@ class Preemption:
     def __repr__(self) -> str:
         names = ", ".join(sig.name for sig in self.signals)
         return f"Preemption(signals=[{names}], every_n_steps={self.every_n_steps})"
+
+
+def _say(line: str) -> None:
+    sys.stdout.flush()
+    sys.stderr.write(line + "\n")
+    sys.stderr.flush()
 
 
 def _store() -> Any:

@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from fabric_core import Fabric
-from fabric_core.preemption import Preemption
+from fabric_core.preemption import Preempted, Preemption
 from tests.helpers.processes import ROOT
 
 pytestmark = pytest.mark.skipif(not hasattr(signal, "SIGUSR1"), reason="needs POSIX signals")
@@ -33,35 +33,45 @@ from torch import nn
 from fabric_core import Fabric
 from fabric_core.preemption import Preemption
 
-devices = int(sys.argv[1])
-fabric = Fabric(accelerator="cpu", devices=devices, strategy="ddp" if devices > 1 else "auto")
-fabric.launch()
-torch.manual_seed(0)
-layer = nn.Linear(8, 1)
-model, optimizer = fabric.setup(layer, torch.optim.SGD(layer.parameters(), lr=0.0))
-state = {"model": model, "optimizer": optimizer, "step": 0}
+devices, strategy, exit_code, failing_rank = int(sys.argv[1]), sys.argv[2], sys.argv[3], int(sys.argv[4])
 
 def say(line):  # one write per line: two ranks share the pipe, and print() writes the newline apart
     os.write(1, (line + "\\n").encode())
 
-def save():
-    say(f"SAVING rank={fabric.global_rank} step={state['step']}")
-    fabric.save("preempted.ckpt", state)
+def train(fabric):
+    torch.manual_seed(0)
+    layer = nn.Linear(8, 1)
+    model, optimizer = fabric.setup(layer, torch.optim.SGD(layer.parameters(), lr=0.0))
+    state = {"model": model, "optimizer": optimizer, "step": 0}
 
-Preemption(fabric, save, exit_code=int(sys.argv[2]))
-with open(f"pid-{fabric.global_rank}.partial", "w") as file:  # whole lines of two ranks may interleave
-    file.write(str(os.getpid()))
-os.replace(f"pid-{fabric.global_rank}.partial", f"pid-{fabric.global_rank}")
-for step in range(1, 100000):
-    loss = model(torch.randn(4, 8)).sum()
-    fabric.backward(loss)
-    state["step"] = step  # the step the checkpoint after this optimizer step holds
-    optimizer.step()
-    optimizer.zero_grad()
-    if fabric.global_rank == 0 and step % 10 == 0:
-        say(f"STEP {step}")
-    time.sleep(0.002)
-say("NOT PREEMPTED")
+    def save():
+        say(f"SAVING rank={fabric.global_rank} step={state['step']}")
+        if fabric.global_rank == failing_rank:
+            raise ValueError("the checkpoint failed on purpose")
+        fabric.save("preempted.ckpt", state)
+
+    Preemption(fabric, save, **({} if exit_code == "default" else {"exit_code": int(exit_code)}))
+    with open(f"pid-{fabric.global_rank}.partial", "w") as file:  # whole lines of two ranks may interleave
+        file.write(str(os.getpid()))
+    os.replace(f"pid-{fabric.global_rank}.partial", f"pid-{fabric.global_rank}")
+    for step in range(1, 100000):
+        loss = model(torch.randn(4, 8)).sum()
+        fabric.backward(loss)
+        state["step"] = step  # the step the checkpoint after this optimizer step holds
+        optimizer.step()
+        optimizer.zero_grad()
+        if fabric.global_rank == 0 and step % 10 == 0:
+            say(f"STEP {step}")
+        time.sleep(0.002)
+    say("NOT PREEMPTED")
+
+if __name__ == "__main__":
+    fabric = Fabric(accelerator="cpu", devices=devices, strategy=strategy)
+    if strategy == "ddp_spawn":
+        fabric.launch(train)
+    else:
+        fabric.launch()
+        train(fabric)
 """
 
 
@@ -72,11 +82,21 @@ def _env() -> dict[str, str]:
     return {**env, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1", "FABRIC_DISABLE_PLUGIN_AUTOLOAD": "1"}
 
 
-def _run_and_signal(tmp_path: Path, devices: int, target_rank: int, sig: signal.Signals) -> tuple[int, str]:
-    """Start the script, send ``sig`` to ``target_rank``'s process once it trains, return (exit code, output)."""
+def _run_and_signal(
+    tmp_path: Path,
+    *args: str,
+    target: str,
+    sig: signal.Signals = signal.SIGTERM,
+    command: tuple[str, ...] = (),
+) -> tuple[int, str]:
+    """Run the script with ``args``; once it trains, send ``sig`` to ``target``; return (exit code, output).
+
+    ``target`` is ``"rank-N"`` (the process of global rank N) or ``"launcher"`` (the process
+    the test started). ``command`` runs the script through a launcher (``fabric run ...``).
+    """
     (tmp_path / "script.py").write_text(SCRIPT)
     process = subprocess.Popen(
-        [sys.executable, "script.py", str(devices), "0" if devices > 1 else "143"],
+        [*(command or (sys.executable,)), "script.py", *args],
         cwd=tmp_path,
         env=_env(),
         stdout=subprocess.PIPE,
@@ -87,12 +107,12 @@ def _run_and_signal(tmp_path: Path, devices: int, target_rank: int, sig: signal.
     lines: list[str] = []
     sent = False
     deadline = time.monotonic() + 120
-    pid_file = tmp_path / f"pid-{target_rank}"
+    pid_file = tmp_path / ("pid-0" if target == "launcher" else f"pid-{target.removeprefix('rank-')}")
     for line in process.stdout:
         lines.append(line)
         step = re.search(r"STEP (\d+)", line)
         if not sent and step is not None and int(step[1]) >= 30 and pid_file.exists():
-            os.kill(int(pid_file.read_text()), sig)
+            os.kill(process.pid if target == "launcher" else int(pid_file.read_text()), sig)
             sent = True
         if time.monotonic() > deadline:
             process.kill()
@@ -105,27 +125,69 @@ def _saved_steps(output: str) -> dict[int, int]:
     return {int(rank): int(step) for rank, step in re.findall(r"SAVING rank=(\d+) step=(\d+)", output)}
 
 
-@pytest.mark.timeout(180)
-@pytest.mark.parametrize("target_rank", [1, 0], ids=["sigterm-to-rank-1", "sigterm-to-the-launcher"])
-def test_two_ddp_ranks_checkpoint_at_the_same_step_and_end(tmp_path: Path, target_rank: int) -> None:
-    code, output = _run_and_signal(tmp_path, devices=2, target_rank=target_rank, sig=signal.SIGTERM)
-    assert code == 0, output  # a clean, checkpointed stop (exit_code=0, the default)
+def _assert_checkpointed_together(tmp_path: Path, output: str, ranks: int) -> int:
+    """Every rank ran the callback at the same step, after the signal, and the checkpoint loads; the step."""
     saved = _saved_steps(output)
-    assert sorted(saved) == [0, 1], output  # every rank ran the callback...
-    assert saved[0] == saved[1] >= 30, output  # ...at the same step, after the signal
+    assert sorted(saved) == list(range(ranks)), output
+    assert len(set(saved.values())) == 1 and saved[0] >= 30, output
     assert "NOT PREEMPTED" not in output
     checkpoint = torch.load(tmp_path / "preempted.ckpt", weights_only=True)
     assert checkpoint["step"] == saved[0]
     nn.Linear(8, 1).load_state_dict(checkpoint["model"])
+    return saved[0]
+
+
+@pytest.mark.timeout(180)
+@pytest.mark.parametrize(
+    ("strategy", "target"),
+    [("ddp", "rank-1"), ("ddp", "launcher"), ("ddp_spawn", "rank-1")],
+    ids=["ddp-sigterm-to-rank-1", "ddp-sigterm-to-the-launcher", "ddp_spawn-sigterm-to-rank-1"],
+)
+def test_two_ddp_ranks_checkpoint_at_the_same_step_and_the_launcher_exits_143(
+    tmp_path: Path, strategy: str, target: str
+) -> None:
+    code, output = _run_and_signal(tmp_path, "2", strategy, "default", "-1", target=target)
+    assert code == 128 + signal.SIGTERM, output  # the default: what a process the signal ended reports
+    step = _assert_checkpointed_together(tmp_path, output, ranks=2)
+    expected = (
+        f"fabric: preempted by SIGTERM at step {step}: checkpoint callback ran on all 2 ranks; exiting with 143 "
+        "(128 + SIGTERM) so the scheduler requeues the job"
+    )
+    assert output.count(expected) == 1, output  # one line, from rank 0
+    assert "failed first" not in output and "exited with code" not in output, output
+
+
+@pytest.mark.timeout(180)
+def test_exit_code_0_still_ends_every_rank_with_0(tmp_path: Path) -> None:
+    code, output = _run_and_signal(tmp_path, "2", "ddp", "0", "-1", target="rank-1")
+    assert code == 0, output
+    step = _assert_checkpointed_together(tmp_path, output, ranks=2)
+    assert f"at step {step}: checkpoint callback ran on all 2 ranks; exiting with 0 (exit_code=0)" in output, output
+    assert "failed first" not in output
+
+
+@pytest.mark.timeout(180)
+@pytest.mark.parametrize("strategy", ["ddp", "ddp_spawn"])
+def test_a_rank_that_fails_in_the_callback_is_reported_as_a_failure(tmp_path: Path, strategy: str) -> None:
+    code, output = _run_and_signal(tmp_path, "2", strategy, "default", "1", target="rank-1")
+    assert code not in (0, 128 + signal.SIGTERM), output
+    assert "ValueError: the checkpoint failed on purpose" in output, output
+    if strategy == "ddp":
+        assert "fabric: rank 1 failed first: it raised an exception" in output, output
+    else:
+        assert "A process of the run failed" in output, output
+    assert "fabric: preempted by" not in output
 
 
 @pytest.mark.timeout(120)
-def test_one_process_checkpoints_on_slurms_requeue_signal(tmp_path: Path) -> None:
-    code, output = _run_and_signal(tmp_path, devices=1, target_rank=0, sig=signal.SIGUSR1)
-    assert code == 143, output  # the script asks for exit_code=143
-    saved = _saved_steps(output)
-    assert list(saved) == [0] and saved[0] >= 30, output
-    assert torch.load(tmp_path / "preempted.ckpt", weights_only=True)["step"] == saved[0]
+@pytest.mark.parametrize(
+    ("exit_code", "expected"), [("default", 128 + signal.SIGUSR1), ("143", 143)], ids=["default", "exit_code=143"]
+)
+def test_one_process_checkpoints_on_slurms_requeue_signal(tmp_path: Path, exit_code: str, expected: int) -> None:
+    code, output = _run_and_signal(tmp_path, "1", "auto", exit_code, "-1", target="rank-0", sig=signal.SIGUSR1)
+    assert code == expected, output  # 138 = 128 + SIGUSR1 by default
+    step = _assert_checkpointed_together(tmp_path, output, ranks=1)
+    assert f"fabric: preempted by SIGUSR1 at step {step}: checkpoint callback ran on the one process" in output
 
 
 def test_in_process_the_callback_runs_at_the_next_step_and_handlers_are_put_back() -> None:
@@ -156,3 +218,23 @@ def test_bad_arguments_are_named() -> None:
         Preemption(fabric, "save")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match=r"Preemption\(every_n_steps=0\): expected an int of 1 or more"):
         Preemption(fabric, lambda: None, every_n_steps=0)
+    for bad in (256, -1, True, "sigterm"):
+        with pytest.raises(ValueError, match=rf"Preemption\(exit_code={bad!r}\): expected 'signal' \(128 \+ the"):
+            Preemption(fabric, lambda: None, exit_code=bad)  # type: ignore[arg-type]
+    assert fabric.callbacks == []  # nothing half-installed
+
+
+def test_in_process_the_default_ends_with_128_plus_the_signal(capsys: pytest.CaptureFixture[str]) -> None:
+    before = signal.getsignal(signal.SIGUSR1)
+    fabric = Fabric(accelerator="cpu", devices=1)
+    layer = nn.Linear(2, 1)
+    _, optimizer = fabric.setup(layer, torch.optim.SGD(layer.parameters(), lr=0.1))
+    preemption = Preemption(fabric, lambda: None)
+    os.kill(os.getpid(), signal.SIGUSR1)
+    with pytest.raises(Preempted) as ended:
+        optimizer.step()
+    assert (ended.value.code, ended.value.signal, ended.value.step) == (138, signal.SIGUSR1, 1)
+    assert isinstance(ended.value, SystemExit)
+    assert signal.getsignal(signal.SIGUSR1) is before and preemption not in fabric.callbacks
+    line = "fabric: preempted by SIGUSR1 at step 1: checkpoint callback ran on the one process; exiting with 138"
+    assert line in capsys.readouterr().err

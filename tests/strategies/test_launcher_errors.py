@@ -8,7 +8,17 @@ import sys
 import tempfile
 from pathlib import Path
 
-from fabric_core.strategies.launchers._errors import RankEnd, make_error_dir, root_cause
+import pytest
+
+from fabric_core.strategies.launchers._errors import (
+    ERROR_DIR_VARIABLE,
+    PreemptedRank,
+    RankEnd,
+    make_error_dir,
+    record_preemption,
+    recorded_preemptions,
+    root_cause,
+)
 
 PEER_LOST = "Traceback ...\nfabric_core.strategies.collectives.CollectiveError: ... (Connection reset by peer)."
 
@@ -57,3 +67,20 @@ def test_error_folders_of_dead_launchers_are_removed() -> None:
         for folder in (stale, live, legacy, mine):
             if folder.exists():
                 folder.rmdir()
+
+
+def test_an_exit_code_of_128_plus_a_signal_is_named() -> None:
+    assert RankEnd(1, 1.0, code=143).how() == "exited with code 143 (128 + SIGTERM: it ended on that signal)"
+    assert RankEnd(1, 1.0, code=128).how() == "exited with code 128"
+
+
+def test_preemption_records_are_read_back_and_a_broken_one_is_skipped(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv(ERROR_DIR_VARIABLE, raising=False)
+    record_preemption(PreemptedRank(0, "SIGTERM", 120, 143))  # no launcher's folder: nothing written, no error
+    assert list(tmp_path.iterdir()) == []
+    monkeypatch.setenv(ERROR_DIR_VARIABLE, str(tmp_path))
+    record_preemption(PreemptedRank(1, "SIGUSR1", 7, 138))
+    (tmp_path / "rank-2.preempted").write_text("{not json")
+    assert recorded_preemptions(tmp_path) == {1: PreemptedRank(1, "SIGUSR1", 7, 138)}

@@ -1,14 +1,20 @@
-"""Telling which rank failed first, and with what.
+"""Telling which rank failed first, and with what; and which ranks ended through preemption.
 
 Each rank of a run launched by fabric-core installs :func:`install_rank_excepthook`: an
 uncaught exception is printed with a ``[rank N]`` header and written, with the time it
 happened, to ``FABRIC_ERROR_DIR/rank-N.txt``. The launcher that notices a failure reads
 the earliest of those files, so the user sees the real error, not the "connection closed
 by peer" of the ranks that were waiting for the failed one.
+
+A rank that :class:`~fabric_core.preemption.Preemption` ends after the checkpoint writes
+``FABRIC_ERROR_DIR/rank-N.preempted`` (:func:`record_preemption`): its non-zero exit code
+(128 + the signal) is then no failure, and the launcher neither reports it nor stops the
+other ranks.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -23,6 +29,7 @@ from types import TracebackType
 from fabric_core.strategies.launchers.watch import process_alive
 
 ERROR_DIR_VARIABLE = "FABRIC_ERROR_DIR"
+_SIGNAL_NUMBERS = {int(sig) for sig in signal.Signals}
 
 #: set when this process had an uncaught exception (its launcher then stops the others at once)
 state = {"failed": False}
@@ -100,6 +107,47 @@ def recorded_errors(folder: str | Path) -> dict[int, tuple[float, str]]:
 
 
 @dataclass(frozen=True)
+class PreemptedRank:
+    """A rank that ended through preemption, after the checkpoint callback ran on every rank.
+
+    :param rank: the global rank.
+    :param signal: the name of the signal the ranks agreed on (``"SIGTERM"``).
+    :param step: the check (optimizer step) at which the callback ran.
+    :param code: the exit code it ends with.
+    """
+
+    rank: int
+    signal: str
+    step: int
+    code: int
+
+
+def record_preemption(ended: PreemptedRank) -> None:
+    """Leave ``FABRIC_ERROR_DIR/rank-N.preempted`` for the launcher; nothing without a launcher's folder."""
+    folder = os.environ.get(ERROR_DIR_VARIABLE)
+    if not folder:
+        return
+    record = {"signal": ended.signal, "step": ended.step, "code": ended.code}
+    try:
+        Path(folder, f"rank-{ended.rank}.preempted").write_text(json.dumps(record), encoding="utf-8")
+    except OSError:
+        pass  # the launcher then reports the exit code; the checkpoint exists either way
+
+
+def recorded_preemptions(folder: str | Path) -> dict[int, PreemptedRank]:
+    """Global rank to how it ended, for the ranks that ended through preemption."""
+    found: dict[int, PreemptedRank] = {}
+    for path in Path(folder).glob("rank-*.preempted"):
+        try:
+            record = json.loads(path.read_text(encoding="utf-8"))
+            rank = int(path.stem.split("-")[1])
+            found[rank] = PreemptedRank(rank, str(record["signal"]), int(record["step"]), int(record["code"]))
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+    return found
+
+
+@dataclass(frozen=True)
 class RankEnd:
     """How one rank ended, as far as its launcher knows.
 
@@ -126,6 +174,9 @@ class RankEnd:
             return "raised an exception" if self.code is None else f"raised an exception (exit code {self.code})"
         if self.code == 0:
             return "exited with code 0 while the other ranks were still running and waiting for it"
+        if self.code is not None and self.code > 128 and self.code - 128 in _SIGNAL_NUMBERS:
+            name = signal.Signals(self.code - 128).name
+            return f"exited with code {self.code} (128 + {name}: it ended on that signal)"
         return f"exited with code {self.code}"
 
 

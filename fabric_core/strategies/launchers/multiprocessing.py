@@ -5,6 +5,11 @@ comes back to the caller. ``spawn`` pickles the Fabric object and the arguments 
 imports the main module afresh (so the script needs an ``if __name__ == "__main__"``
 guard); ``fork`` copies the process and works in notebooks, but only where the platform
 can fork and CUDA is not yet initialised.
+
+A child that :class:`~fabric_core.preemption.Preemption` ends after the checkpoint returns
+normally instead of exiting with its code (torch's ``join`` would take a non-zero exit for
+a failure and stop the other children); once every child has ended, the launching process
+ends with that code (``Preempted``, a ``SystemExit``), read from the ranks' records.
 """
 
 from __future__ import annotations
@@ -12,12 +17,15 @@ from __future__ import annotations
 import multiprocessing
 import os
 import pickle
+import shutil
+import signal
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import torch
 from torch.multiprocessing.spawn import ProcessExitedException, ProcessRaisedException, start_processes
 
+from fabric_core.strategies.launchers._errors import ERROR_DIR_VARIABLE, make_error_dir, recorded_preemptions
 from fabric_core.strategies.launchers.launcher import Launcher, is_interactive, limit_threads_per_process
 
 if TYPE_CHECKING:
@@ -83,14 +91,24 @@ class MultiProcessingLauncher(Launcher):
         results = context.SimpleQueue()
         num_processes = len(self._strategy.parallel_devices)
         limit_threads_per_process(num_processes)
+        error_dir = make_error_dir("fabric-spawn-")
         try:
             start_processes(  # type: ignore[no-untyped-call]
                 _run_rank,
-                args=(self._strategy, function, args, kwargs, results, _capture_rng_states(self._start_method)),
+                args=(
+                    self._strategy,
+                    function,
+                    args,
+                    kwargs,
+                    results,
+                    _capture_rng_states(self._start_method),
+                    error_dir,
+                ),
                 nprocs=num_processes,
                 start_method=self._start_method,
                 join=True,
             )
+            _end_if_preempted(error_dir)
         except ProcessRaisedException as err:
             raise RuntimeError(f"A process of the run failed; its traceback follows.\n{err}") from None
         except ProcessExitedException as err:
@@ -98,7 +116,20 @@ class MultiProcessingLauncher(Launcher):
                 f"Process {err.error_index} of the run exited with code {err.exit_code} without a Python error "
                 "(killed, or out of memory?). The other processes were stopped."
             ) from None
+        finally:
+            shutil.rmtree(error_dir, ignore_errors=True)
         return pickle.loads(results.get()) if not results.empty() else None
+
+
+def _end_if_preempted(error_dir: str) -> None:
+    """End this process the way the children's :class:`~fabric_core.preemption.Preemption` ended them, if it did."""
+    ended = recorded_preemptions(error_dir)
+    if not ended:
+        return
+    from fabric_core.preemption import Preempted
+
+    first = ended[min(ended)]
+    raise Preempted(first.code, signal.Signals[first.signal], first.step)
 
 
 def _run_rank(
@@ -109,12 +140,19 @@ def _run_rank(
     kwargs: dict,
     results: Any,
     rng_states: tuple[Any, ...] | None,
+    error_dir: str,
 ) -> None:
+    from fabric_core.preemption import Preempted
+
     if rng_states is not None:
         _restore_rng_states(rng_states)
+    os.environ[ERROR_DIR_VARIABLE] = error_dir  # for Preemption's record; not set in the launching process
     strategy.set_local_rank(process_index)  # type: ignore[attr-defined]
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", torch.get_num_threads())))  # forked: not re-read
-    result = function(*args, **kwargs)
+    try:
+        result = function(*args, **kwargs)
+    except Preempted:
+        return  # its record is written; the launching process ends with its code once all have ended
     if process_index == 0:
         # Plain pickle bytes, not the queue's own pickling: torch would send tensors through
         # shared memory that disappears when this process exits.

@@ -7,6 +7,11 @@ killed it, its exit code, or that it exited early while the others waited for it
 :func:`~fabric_core.strategies.launchers._errors.root_cause`), stops every process and
 exits non-zero. The other ranks die with rank 0 (Linux parent-death signal), so no process
 is left behind.
+
+A rank that :class:`~fabric_core.preemption.Preemption` ended after the checkpoint exits
+with 128 + the signal but left a ``rank-N.preempted`` record: that is no failure, so rank 0
+neither reports it nor stops the others (every rank ends by itself after the checkpoint's
+barrier), and rank 0 ends with the same code.
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ from fabric_core.strategies.launchers._errors import (
     is_consequence,
     make_error_dir,
     recorded_errors,
+    recorded_preemptions,
     root_cause,
     state,
 )
@@ -85,6 +91,7 @@ class SubprocessScriptLauncher(Launcher):
         self._stopping = False
         #: local rank -> (when its process ended, exit code), filled in by the watchdogs
         self._ends: dict[int, tuple[float, int]] = {}
+        self._watchdogs: list[threading.Thread] = []
 
     @property
     def is_interactive_compatible(self) -> bool:
@@ -111,25 +118,34 @@ class SubprocessScriptLauncher(Launcher):
         os.environ["LOCAL_RANK"] = "0"
         atexit.register(self._at_exit)
         for local_rank, process in enumerate(self.procs, start=1):
-            threading.Thread(
+            watchdog = threading.Thread(
                 target=self._wait_for, args=(local_rank, process), name=f"fabric-rank-watcher-{local_rank}", daemon=True
-            ).start()
+            )
+            watchdog.start()
+            self._watchdogs.append(watchdog)
 
     def _wait_for(self, local_rank: int, process: subprocess.Popen[bytes]) -> None:
         """Rank 0's watchdog for one child: record when and how it ended; a failure brings the run down."""
         code = process.wait()
         self._ends[local_rank] = (time.time(), code)  # when it ended, not when the report runs
-        if code != 0 and not self._stopping:
+        if code != 0 and not self._stopping and not self._preempted(local_rank, code):
             self._report()
             self._stop_children()
             os._exit(1)
+
+    def _preempted(self, local_rank: int, code: int) -> bool:
+        """Whether this rank ended through preemption with this code (recorded just before it exited)."""
+        if self._error_dir is None:
+            return False
+        ended = recorded_preemptions(self._error_dir).get(self._global_rank(local_rank))
+        return ended is not None and ended.code == code
 
     def _at_exit(self) -> None:
         # Rank 0 finished: wait for the others to finish too (the watchdogs still run and
         # exit non-zero if one fails). If rank 0 itself failed, stop them at once.
         if not state["failed"]:
-            for process in self.procs:
-                process.wait()
+            for watchdog in self._watchdogs:  # each judges its rank's end (a preemption record?) before the cleanup
+                watchdog.join()
         else:
             self._report()
         self._stop_children()
@@ -171,6 +187,8 @@ class SubprocessScriptLauncher(Launcher):
             recorded = recorded_errors(self._error_dir) if self._error_dir else {}
             ends = {rank: RankEnd(rank, stamp, error=text) for rank, (stamp, text) in recorded.items()}
             for local_rank, (ended, code) in list(self._ends.items()):
+                if code != 0 and self._preempted(local_rank, code):
+                    continue  # ended after the checkpoint: not part of the failure
                 rank = self._global_rank(local_rank)
                 error = recorded.get(rank)
                 failed_at = min(ended, error[0]) if error else ended
