@@ -15,57 +15,13 @@ assert in ``engine.cpp``). Tests that compare against eager CPU training rely on
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from fabric_core.testing import clean_environment as clean_process_environment
 from fabric_core.testing import isolated_environment
 
 os.environ.setdefault("PJRT_DEVICE", "CPU")
-
-
-def clean_environment(**overrides: str) -> dict[str, str]:
-    """:func:`fabric_core.testing.clean_environment` plus ``overrides``; an override of ``""`` removes the variable."""
-    env = clean_process_environment()
-    for key, value in overrides.items():
-        if value == "":
-            env.pop(key, None)
-        else:
-            env[key] = value
-    return env
-
-
-@dataclass
-class Run:
-    returncode: int
-    output: str
-
-
-@pytest.fixture
-def python(tmp_path: Path) -> Callable[..., Run]:
-    """Run ``code`` as a script in a clean environment (plugin autoload on); ``env`` overrides variables.
-
-    A script file, not ``python -c``: XLA's launcher spawns processes that import ``__main__``.
-    """
-
-    def run(code: str, timeout: float = 240, **env: str) -> Run:
-        script = tmp_path / "script.py"
-        script.write_text(code)
-        result = subprocess.run(
-            [sys.executable, str(script)],
-            cwd=tmp_path,
-            env=clean_environment(**env),
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-        )
-        return Run(result.returncode, result.stdout + result.stderr)
-
-    return run
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -1,59 +1,46 @@
 """Every refusal says what was asked, why it cannot be, and what to do.
 
-The installation errors are checked in subprocesses that hide this environment's torch_xla
-(as in an environment where fabric-xla was installed without it) or put a torch_xla built
-for another torch in front of it (its metadata, which is what fabric-xla reads before
-importing anything).
+The installation errors are checked in fresh processes (the kit's
+:func:`fabric_core.testing.import_failure`) that hide this environment's torch_xla (as in an
+environment where fabric-xla was installed without it) or put a torch_xla built for another
+torch in front of it (its metadata, which is what fabric-xla reads before importing anything).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import pytest
 import torch
 from fabric_core import Fabric
 from fabric_core.cli import main as cli_main
+from fabric_core.testing import import_failure
 
 from fabric_xla._imports import TESTED_TORCH, TESTED_TORCH_XLA, mismatch_message, missing_message
 from fabric_xla.accelerator import XLAAccelerator
 
-SELECT = """
-import sys
-from fabric_core import Fabric
-try:
-    Fabric(accelerator=sys.argv[1] if len(sys.argv) > 1 else "tpu", devices=1)
-except ImportError as err:
-    print("ERROR:", type(err).__name__, err)
-    raise SystemExit(0)
-print("NO ERROR")
-"""
+
+def test_missing_torch_xla_names_the_torch_version_and_what_to_install(tmp_path: Path) -> None:
+    # As in an environment where fabric-xla was installed without torch_xla.
+    failure = import_failure(tmp_path, 'Fabric(accelerator="tpu", devices=1)', missing=["torch_xla"])
+    assert failure.type == "XLANotAvailableError"
+    assert "accelerator='tpu' (XLA) runs on torch_xla, which is not installed" in failure.message
+    assert f"your torch {torch.__version__}: pip install 'torch-xla==2.9.*'" in failure.message
+    assert f"pip install 'torch=={TESTED_TORCH}' 'torch-xla=={TESTED_TORCH_XLA}'" in failure.message
 
 
-def test_missing_torch_xla_names_the_torch_version_and_what_to_install(python: Callable[..., Any]) -> None:
-    # sys.modules["torch_xla"] = None: find_spec and import behave as if it were not installed.
-    result = python("import sys\nsys.modules['torch_xla'] = None\n" + SELECT)
-    assert result.returncode == 0, result.output
-    assert "ERROR: XLANotAvailableError accelerator='tpu' (XLA) runs on torch_xla, which is not installed" in (
-        result.output
-    )
-    assert f"your torch {torch.__version__}: pip install 'torch-xla==2.9.*'" in result.output
-    assert f"pip install 'torch=={TESTED_TORCH}' 'torch-xla=={TESTED_TORCH_XLA}'" in result.output
-
-
-def test_torch_xla_built_for_another_torch_names_both_versions(tmp_path: Path, python: Callable[..., Any]) -> None:
-    info = tmp_path / "torch_xla-2.5.1.dist-info"
-    info.mkdir()
+def test_torch_xla_built_for_another_torch_names_both_versions(tmp_path: Path) -> None:
+    # Its metadata in front of the real one: fabric-xla reads it before importing torch_xla.
+    site = tmp_path / "site"
+    info = site / "torch_xla-2.5.1.dist-info"
+    info.mkdir(parents=True)
     (info / "METADATA").write_text("Metadata-Version: 2.1\nName: torch_xla\nVersion: 2.5.1\n")
-    result = python(SELECT, PYTHONPATH=str(tmp_path))
-    assert result.returncode == 0, result.output
+    failure = import_failure(tmp_path, 'Fabric(accelerator="tpu", devices=1)', env={"PYTHONPATH": str(site)})
     assert (
         f"the installed torch_xla 2.5.1 is built for torch 2.5.x and the installed torch is {torch.__version__}"
-    ) in result.output
-    assert "pip install 'torch==2.5.*' 'torch-xla==2.5.1'" in result.output
-    assert "pip install 'torch-xla==2.9.*'" in result.output
+    ) in failure.message
+    assert "pip install 'torch==2.5.*' 'torch-xla==2.5.1'" in failure.message
+    assert "pip install 'torch-xla==2.9.*'" in failure.message
 
 
 def test_installation_messages() -> None:

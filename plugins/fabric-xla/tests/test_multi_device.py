@@ -12,11 +12,11 @@ fails the day torch_xla's CPU collectives work, so that the refusal can be lifte
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
+from pathlib import Path
 
 import pytest
 from fabric_core import Fabric
+from fabric_core.testing import run_script
 
 CANARY = """
 import os, threading
@@ -51,8 +51,9 @@ def test_several_cpu_devices_are_refused_with_the_reason(monkeypatch: pytest.Mon
 
 @pytest.mark.slow
 @pytest.mark.timeout(300)
-def test_canary_torch_xla_cpu_collectives_between_two_devices_abort(python: Callable[..., Any]) -> None:
-    result = python(CANARY, timeout=240, CPU_NUM_DEVICES="2")
+def test_canary_torch_xla_cpu_collectives_between_two_devices_abort(tmp_path: Path) -> None:
+    # A script file, not ``python -c``: XLA's launcher spawns processes that import ``__main__``.
+    result = run_script(tmp_path, CANARY, timeout=240, env={"CPU_NUM_DEVICES": "2"})
     pids = {line.rsplit(" ", 1)[1] for line in result.output.splitlines() if line.startswith("replica ")}
     assert len(pids) == 1, result.output  # two replicas, but threads of one process
     assert "of 2 in pid" in result.output, result.output
