@@ -7,8 +7,9 @@ for ``gs://``, ``adlfs`` for ``az://``): a file is written in one stream and app
 is closed, as the store makes it appear (whole, on object stores); there is no staging copy
 and no recovery beside it.
 
-Strategies that write directories of their own (sharded DCP, DeepSpeed) write local
-directories only and refuse URLs with :func:`refuse_remote`.
+Sharded DCP folders (FSDP, model parallel) are written to URLs through DCP's fsspec storage,
+staged and manifested but not atomically: see :mod:`fabric_core.strategies.remote_directory`.
+Strategies whose directories are local only (DeepSpeed) refuse URLs with :func:`refuse_remote`.
 """
 
 from __future__ import annotations
