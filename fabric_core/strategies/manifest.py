@@ -24,6 +24,7 @@ import json
 import os
 import time
 import zlib
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -96,8 +97,13 @@ def read_manifest(folder: Path) -> dict[str, Any] | None:
     file = folder / MANIFEST_FILE
     if not file.is_file():
         return None
+    return parse_manifest(file.read_bytes(), folder)
+
+
+def parse_manifest(data: bytes, folder: str | Path) -> dict[str, Any]:
+    """The manifest read from ``data`` (the manifest file of ``folder``, local or a URL); damaged raises."""
     try:
-        manifest = json.loads(file.read_text())
+        manifest = json.loads(data)
         if not isinstance(manifest, dict) or not isinstance(manifest.get("files"), dict):
             raise ValueError("no 'files' table")
     except (ValueError, UnicodeDecodeError) as err:
@@ -128,25 +134,35 @@ def verify(folder: Path) -> None:
     manifest = read_manifest(folder)
     if manifest is None:
         return
-    expected: dict[str, dict[str, Any]] = manifest["files"]
     present = {file.relative_to(folder).as_posix(): file for file in _files(folder)}
+    sizes = {name: file.stat().st_size for name, file in present.items()}
+    check_files(folder, manifest["files"], sizes, lambda name: checksum(present[name]))
+
+
+def check_files(
+    folder: str | Path, expected: dict[str, dict[str, Any]], sizes: dict[str, int], checksum_of: Callable[[str], str]
+) -> None:
+    """Compare the files of ``folder`` (relative name: size) with the manifest's ``expected`` table.
+
+    ``checksum_of(name)`` is called only for files whose size matches. Raises
+    :class:`CheckpointError` (``reason="mismatch"``) naming every file that differs.
+    """
     problems = []
     files: dict[str, str] = {}  # each file named, and how it differs (CheckpointError.files)
     for name, record in sorted(expected.items()):
-        file = present.get(name)
-        if file is None:
+        size = sizes.get(name)
+        if size is None:
             problems.append(f"missing {name!r}")
             files[name] = "missing"
             continue
-        size = file.stat().st_size
         if size != record["size"]:
             shape = "truncated" if size < record["size"] else "longer than saved"
             problems.append(f"{shape} {name!r} ({size} of {record['size']} bytes)")
             files[name] = shape.split()[0]
-        elif checksum(file) != record["crc32"]:
+        elif checksum_of(name) != record["crc32"]:
             problems.append(f"changed {name!r} (its checksum differs from the saved one)")
             files[name] = "changed"
-    foreign = sorted(set(present) - set(expected))
+    foreign = sorted(set(sizes) - set(expected))
     problems.extend(f"foreign {name!r} (not written by the save)" for name in foreign)
     files.update(dict.fromkeys(foreign, "foreign"))
     if problems:
