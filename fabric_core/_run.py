@@ -229,11 +229,20 @@ def _report_failure(error: Any, error_dir: str) -> int:
     nothing else failed. The choice among the rest is
     :func:`~fabric_core.strategies.launchers._errors.root_cause`'s.
     """
-    from fabric_core.strategies.launchers._errors import RankEnd, recorded_errors, root_cause
+    from fabric_core.strategies.launchers._errors import RankEnd, recorded_errors, recorded_preemptions, root_cause
 
     failures: dict[int, Any] = error.failures
     recorded = recorded_errors(error_dir)
     stopped_by_torchrun = -int(signal.SIGTERM)
+    preempted = recorded_preemptions(error_dir)
+    if preempted and all(rank in preempted or f.exitcode == stopped_by_torchrun for rank, f in failures.items()):
+        # Preemption ended the ranks after the checkpoint: torchrun's "failed" above is that planned exit.
+        first = preempted[min(preempted)]
+        sys.stderr.write(
+            f"fabric run: the ranks ended through preemption ({first.signal} at step {first.step}) after the "
+            f"checkpoint, not through a failure (torchrun logs their exit code as one); exit status {first.code}.\n"
+        )
+        return first.code
     candidates = [rank for rank, failure in failures.items() if failure.exitcode != stopped_by_torchrun]
     ends = []
     for rank in candidates or list(failures):
@@ -276,7 +285,12 @@ def launch(run_plan: Plan) -> int:
     except ChildFailedError as error:
         return _report_failure(error, error_dir)
     except SignalException as error:
-        sys.stderr.write(f"fabric run: got {error.sigval.name}; the processes of this node were stopped.\n")
+        from fabric_core.strategies.launchers._errors import recorded_preemptions
+
+        if recorded_preemptions(error_dir):  # the workers' Preemption checkpointed on the signal torchrun passed on
+            sys.stderr.write(f"fabric run: got {error.sigval.name}; the workers checkpointed and ended (preemption).\n")
+        else:
+            sys.stderr.write(f"fabric run: got {error.sigval.name}; the processes of this node were stopped.\n")
         return 128 + int(error.sigval)
     except (DistError, RendezvousError) as error:
         # The rendezvous failed before any worker started: a busy port, an unreachable main node, a timeout.

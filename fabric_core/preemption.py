@@ -27,7 +27,9 @@ the announcement at each check (``store.check``, one small request to the store,
 collective and no GPU synchronisation) and, at the announced step, runs the checkpoint
 callback, waits for the others, and ends. A previous Python handler of the signal (such as
 ``SLURMEnvironment``'s requeue on ``SIGUSR1``) runs after the checkpoint, so the job is
-requeued only once it is saved. A second signal before the check ends the process at once.
+requeued only once it is saved. A second signal before the check ends the process at once;
+the same signal again within :data:`COPY_SECONDS` is a copy of the first (SLURM signals
+every process of a job step, and torchrun passes the signal on to its workers as well).
 
 **The exit code.** Every rank ends with :class:`Preempted` (a ``SystemExit``) and the same
 code: 128 + the agreed signal's number by default (143 for ``SIGTERM``, 138 for
@@ -59,6 +61,7 @@ from __future__ import annotations
 import itertools
 import signal
 import sys
+import time
 from collections.abc import Callable, Sequence
 from types import FrameType
 from typing import Any, Literal
@@ -70,6 +73,9 @@ __all__ = ["Preempted", "Preemption"]
 _log = _logging.get_logger(__name__)
 #: How many checks ahead of the announcing rank the stop step is (see the module's notes).
 MARGIN = 2
+#: The same signal again within this many seconds is a copy of the first, not a second one:
+#: SLURM signals every process of a job step, and torchrun also passes it on to its workers.
+COPY_SECONDS = 2.0
 _instances = itertools.count()  # created in the same order on every rank: one store key each
 
 
@@ -128,6 +134,7 @@ class Preemption:
         self.exit_code = exit_code
         #: the signal received on this process and not yet acted on, else ``None``
         self.received: signal.Signals | None = None
+        self._received_at = 0.0
         #: the step count at which the checkpoint callback ran, else ``None``
         self.preempted_at: int | None = None
         self._steps = 0
@@ -146,11 +153,13 @@ class Preemption:
 
     def _record(self, signum: int, frame: FrameType | None) -> None:
         sig = signal.Signals(signum)
-        if self.received is not None:  # a second signal: the user (or scheduler) insists
+        if self.received is not None:
+            if sig is self.received and time.monotonic() - self._received_at < COPY_SECONDS:
+                return  # the same signal passed on by a launcher (torchrun) that got it too
             _log.warning("second preemption signal: ending now, without a checkpoint", signal=sig.name)
             self.close()
             raise SystemExit(128 + signum)
-        self.received = sig
+        self.received, self._received_at = sig, time.monotonic()
         _log.warning("preemption signal received: every rank checkpoints after the next step", signal=sig.name)
 
     def on_after_optimizer_step(self, **_: Any) -> None:

@@ -22,6 +22,7 @@ from torch import nn
 
 from fabric_core import Fabric
 from fabric_core.preemption import Preempted, Preemption
+from fabric_core.testing import find_free_port
 from tests.helpers.processes import ROOT
 
 pytestmark = pytest.mark.skipif(not hasattr(signal, "SIGUSR1"), reason="needs POSIX signals")
@@ -91,8 +92,9 @@ def _run_and_signal(
 ) -> tuple[int, str]:
     """Run the script with ``args``; once it trains, send ``sig`` to ``target``; return (exit code, output).
 
-    ``target`` is ``"rank-N"`` (the process of global rank N) or ``"launcher"`` (the process
-    the test started). ``command`` runs the script through a launcher (``fabric run ...``).
+    ``target`` is ``"rank-N"`` (the process of global rank N), ``"launcher"`` (the process
+    the test started) or ``"group"`` (every process of the run, as SLURM signals a job step).
+    ``command`` runs the script through a launcher (``fabric run ...``).
     """
     (tmp_path / "script.py").write_text(SCRIPT)
     process = subprocess.Popen(
@@ -102,17 +104,24 @@ def _run_and_signal(
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
+        start_new_session=True,  # its own process group, for target="group"
     )
     assert process.stdout is not None
     lines: list[str] = []
     sent = False
     deadline = time.monotonic() + 120
-    pid_file = tmp_path / ("pid-0" if target == "launcher" else f"pid-{target.removeprefix('rank-')}")
+    pid_file = tmp_path / (f"pid-{target.removeprefix('rank-')}" if target.startswith("rank-") else "pid-0")
     for line in process.stdout:
         lines.append(line)
         step = re.search(r"STEP (\d+)", line)
         if not sent and step is not None and int(step[1]) >= 30 and pid_file.exists():
-            os.kill(process.pid if target == "launcher" else int(pid_file.read_text()), sig)
+            if target == "group":  # as SLURM does: every process, torchrun's workers in their own sessions too
+                os.killpg(process.pid, sig)
+                for pid in (int(path.read_text()) for path in tmp_path.glob("pid-*[0-9]")):
+                    if os.getpgid(pid) != process.pid:
+                        os.kill(pid, sig)
+            else:
+                os.kill(process.pid if target == "launcher" else int(pid_file.read_text()), sig)
             sent = True
         if time.monotonic() > deadline:
             process.kill()
@@ -140,8 +149,8 @@ def _assert_checkpointed_together(tmp_path: Path, output: str, ranks: int) -> in
 @pytest.mark.timeout(180)
 @pytest.mark.parametrize(
     ("strategy", "target"),
-    [("ddp", "rank-1"), ("ddp", "launcher"), ("ddp_spawn", "rank-1")],
-    ids=["ddp-sigterm-to-rank-1", "ddp-sigterm-to-the-launcher", "ddp_spawn-sigterm-to-rank-1"],
+    [("ddp", "rank-1"), ("ddp", "launcher"), ("ddp", "group"), ("ddp_spawn", "rank-1")],
+    ids=["ddp-to-rank-1", "ddp-to-the-launcher", "ddp-to-every-process", "ddp_spawn-to-rank-1"],
 )
 def test_two_ddp_ranks_checkpoint_at_the_same_step_and_the_launcher_exits_143(
     tmp_path: Path, strategy: str, target: str
@@ -190,6 +199,36 @@ def test_one_process_checkpoints_on_slurms_requeue_signal(tmp_path: Path, exit_c
     assert f"fabric: preempted by SIGUSR1 at step {step}: checkpoint callback ran on the one process" in output
 
 
+@pytest.mark.timeout(180)
+@pytest.mark.parametrize("target", ["rank-1", "launcher", "group"])
+def test_under_fabric_run_the_preempted_run_exits_143_and_is_no_failure(tmp_path: Path, target: str) -> None:
+    # fabric run runs torchrun: SIGTERM to a worker, or to fabric run itself (torchrun passes it on).
+    port = str(find_free_port())
+    fabric_run = (sys.executable, "-m", "fabric_core", "run", "--accelerator=cpu", "--devices=2", f"--main-port={port}")
+    code, output = _run_and_signal(tmp_path, "2", "ddp", "default", "-1", target=target, command=fabric_run)
+    assert code == 128 + signal.SIGTERM, output
+    step = _assert_checkpointed_together(tmp_path, output, ranks=2)
+    assert f"fabric: preempted by SIGTERM at step {step}: checkpoint callback ran on all 2 ranks" in output
+    assert "failed first" not in output, output
+    if target == "rank-1":
+        assert f"fabric run: the ranks ended through preemption (SIGTERM at step {step}) after the checkpoint" in output
+    else:  # torchrun got the signal and passed it on to the workers
+        assert "fabric run: got SIGTERM; the workers checkpointed and ended (preemption)." in output, output
+
+
+@pytest.mark.timeout(180)
+def test_under_torchrun_the_run_is_preempted_and_torchrun_exits_non_zero(tmp_path: Path) -> None:
+    # torchrun itself knows nothing of Fabric's records: it reports the worker's 143 as its failure and exits 1,
+    # still non-zero, which is what a scheduler needs to requeue; the checkpoint is complete.
+    port = str(find_free_port())
+    torchrun = (sys.executable, "-m", "torch.distributed.run", "--nproc-per-node=2", f"--master-port={port}")
+    code, output = _run_and_signal(tmp_path, "2", "ddp", "default", "-1", target="rank-1", command=torchrun)
+    assert code == 1, output  # torchrun's status for any failed worker
+    assert "exitcode  : 143" in output, output  # its report names the worker's preemption exit code
+    step = _assert_checkpointed_together(tmp_path, output, ranks=2)
+    assert f"fabric: preempted by SIGTERM at step {step}: checkpoint callback ran on all 2 ranks" in output
+
+
 def test_in_process_the_callback_runs_at_the_next_step_and_handlers_are_put_back() -> None:
     before = signal.getsignal(signal.SIGTERM)
     fabric = Fabric(accelerator="cpu", devices=1)
@@ -201,6 +240,7 @@ def test_in_process_the_callback_runs_at_the_next_step_and_handlers_are_put_back
     try:
         optimizer.step()
         os.kill(os.getpid(), signal.SIGTERM)  # recorded, not acted on: the process goes on
+        os.kill(os.getpid(), signal.SIGTERM)  # a copy (torchrun passing on what SLURM sent it too): no second signal
         assert preemption.received is signal.SIGTERM and calls == []
         optimizer.step()  # the 2nd step: a check
         assert calls == [0] and preemption.preempted and preemption.preempted_at == 2
@@ -210,6 +250,20 @@ def test_in_process_the_callback_runs_at_the_next_step_and_handlers_are_put_back
     finally:
         preemption.close()
     assert signal.getsignal(signal.SIGTERM) is before and preemption not in fabric.callbacks
+
+
+def test_in_process_a_second_signal_ends_at_once_without_the_callback() -> None:
+    fabric = Fabric(accelerator="cpu", devices=1)
+    calls: list[int] = []
+    preemption = Preemption(fabric, lambda: calls.append(1))
+    try:
+        os.kill(os.getpid(), signal.SIGTERM)
+        with pytest.raises(SystemExit) as ended:
+            os.kill(os.getpid(), signal.SIGUSR1)  # another signal: the scheduler (or the user) insists
+        assert ended.value.code == 128 + signal.SIGUSR1 and not isinstance(ended.value, Preempted)
+        assert calls == [] and preemption not in fabric.callbacks
+    finally:
+        preemption.close()
 
 
 def test_bad_arguments_are_named() -> None:
