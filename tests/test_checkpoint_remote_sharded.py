@@ -47,6 +47,8 @@ def report(what, call):
         result = call()
     except BaseException as err:
         print(f"{what}: {type(err).__name__}: {err}", flush=True)
+        if hasattr(err, "reason"):
+            print(f"ATTRIBUTES {what[5:]} {err.path} {err.reason} {sorted(err.files.items())}", flush=True)
     else:
         print(f"{what}: OK {result}", flush=True)
 """
@@ -135,6 +137,12 @@ print("AFTER SAVE", sorted(fs.ls("/runs", detail=False)), flush=True)
 state = {"model": other, "step": 0}
 fabric.load(url, state)
 print("STEP", state["step"], flush=True)
+
+fabric.strategy.state_dict_type = "full"  # one file at the URL, written by rank 0
+fabric.save("memory://runs/full.pt", {"model": model, "step": 4})
+state = {"model": other, "step": 0}
+fabric.load("memory://runs/full.pt", state)
+print("FULL", fs.isfile("/runs/full.pt"), state["step"], digest(model) == digest(other), flush=True)
 """
 )
 
@@ -162,6 +170,7 @@ def test_one_process_round_trip_through_memory_and_a_failed_save_leaves_nothing(
     )
     assert _lines(run.output, "AFTER SAVE") == ["['/runs/ckpt']"], run.output
     assert _lines(run.output, "STEP") == ["2"], run.output
+    assert _lines(run.output, "FULL") == ["True 4 True"], run.output
 
 
 @pytest.mark.timeout(300)
@@ -229,8 +238,8 @@ def test_damaged_and_malicious_folders_are_refused_by_name_and_the_model_is_unto
     results = dict(line.split(": ", 1) for line in run.output.splitlines() if line.startswith("LOAD "))
     head = "CheckpointError: Checkpoint 'teststore://b/{}' does not match its fabric_manifest.json: "
     tail = (
-        ". Nothing was loaded. Restore the folder from a backup or load an earlier checkpoint (remove a foreign file "
-        "if you put it there)."
+        ". Nothing was loaded. Restore the directory from a backup or load an earlier checkpoint (remove a foreign "
+        "file if you put it there)."
     )
     assert results["LOAD teststore://b/ckpt"] == "OK step=3"
     assert results["LOAD teststore://b/truncated"] == (
@@ -243,6 +252,9 @@ def test_damaged_and_malicious_folders_are_refused_by_name_and_the_model_is_unto
         "(posix.system) that loading with weights_only=True refuses: unpickling it could run code. Only tensors, "
         "containers and plain values load safely. If you trust the file, load it with weights_only=False."
     )
+    attributes = dict(line.split(" ", 2)[1:] for line in run.output.splitlines() if line.startswith("ATTRIBUTES "))
+    assert attributes["teststore://b/truncated"] == f"teststore://b/truncated mismatch [({shard!r}, 'truncated')]"
+    assert attributes["teststore://b/missing"] == f"teststore://b/missing mismatch [({shard!r}, 'missing')]"
     weights = dict(line.split(" ")[1:] for line in run.output.splitlines() if line.startswith("WEIGHT "))
     assert weights.pop("teststore://b/ckpt") == "3.0"
     assert set(weights.values()) == {"-1.0"}  # every refused load left the model as it was

@@ -39,7 +39,7 @@ from torch.distributed.checkpoint._fsspec_filesystem import FsspecReader, Fsspec
 from torch.distributed.checkpoint.metadata import Metadata
 
 from fabric_core.checkpoint_io import CheckpointError
-from fabric_core.strategies import dcp_reading, staging
+from fabric_core.strategies import dcp_reading, manifest, staging
 from fabric_core.strategies.checkpoint_state import Collectives
 from fabric_core.strategies.manifest import CHECKSUM, FORMAT, MANIFEST_FILE, checksum_stream
 from fabric_core.utilities.remote_paths import filesystem
@@ -239,16 +239,7 @@ def _read_manifest(folder: Location) -> dict[str, Any] | None:
     marker = folder.child(MANIFEST_FILE)
     if not folder.fs.isfile(marker.inner):
         return None
-    try:
-        record = json.loads(folder.fs.cat_file(marker.inner))
-        if not isinstance(record, dict) or not isinstance(record.get("files"), dict):
-            raise ValueError("no 'files' table")
-    except (ValueError, UnicodeDecodeError) as err:
-        raise CheckpointError(
-            f"Checkpoint {folder.url!r} has a damaged {MANIFEST_FILE} ({type(err).__name__}: {err}), so its files "
-            "cannot be checked. Restore it from a backup or load an earlier checkpoint."
-        ) from err
-    return record
+    return manifest.parse_manifest(folder.fs.cat_file(marker.inner), folder.url)
 
 
 def verify(folder: Location) -> None:
@@ -256,25 +247,8 @@ def verify(folder: Location) -> None:
     record = _read_manifest(folder)
     if record is None:
         return
-    expected: dict[str, dict[str, Any]] = record["files"]
-    present = {name: size for name, size in folder.files().items() if name != MANIFEST_FILE}
-    problems = []
-    for name, saved in sorted(expected.items()):
-        size = present.get(name)
-        if size is None:
-            problems.append(f"missing {name!r}")
-        elif size != saved["size"]:
-            shape = "truncated" if size < saved["size"] else "longer than saved"
-            problems.append(f"{shape} {name!r} ({size} of {saved['size']} bytes)")
-        elif _checksum(folder.child(name), size) != saved["crc32"]:
-            problems.append(f"changed {name!r} (its checksum differs from the saved one)")
-    problems.extend(f"foreign {name!r} (not written by the save)" for name in sorted(set(present) - set(expected)))
-    if problems:
-        raise CheckpointError(
-            f"Checkpoint {folder.url!r} does not match its {MANIFEST_FILE}: {'; '.join(problems)}. Nothing was "
-            "loaded. Restore the folder from a backup or load an earlier checkpoint (remove a foreign file if you "
-            "put it there)."
-        )
+    sizes = {name: size for name, size in folder.files().items() if name != MANIFEST_FILE}
+    manifest.check_files(folder.url, record["files"], sizes, lambda name: _checksum(folder.child(name), sizes[name]))
 
 
 def _complete_copies(target: Location) -> list[Location]:
@@ -290,22 +264,23 @@ def _complete_copies(target: Location) -> list[Location]:
     return [location for _, location in sorted(copies, key=lambda item: item[0], reverse=True)]
 
 
-def _incomplete(url: str) -> tuple[str, str] | None:
-    """Why ``url`` cannot load because a save to it did not finish (error class name and message), else ``None``."""
+def _incomplete(url: str) -> CheckpointError | FileNotFoundError | None:
+    """Why ``url`` cannot load because a save to it did not finish, else ``None``."""
     target = Location.of(url, f"fabric.load({url!r})")
     if target.exists() and (not target.is_dir() or target.fs.isfile(target.child(MANIFEST_FILE).inner)):
         return None  # a file, or a finished save: loaded (and verified) as usual
     copies = _complete_copies(target)
     if copies:
         state = "holds a partial checkpoint without its manifest" if target.exists() else "is missing"
-        return "CheckpointError", (
+        return CheckpointError(
             f"fabric.load({url!r}): the checkpoint {state}: a save was interrupted while copying it into place (or "
             f"is copying it right now), and the complete checkpoint it was copying is beside it: {copies[0].url!r}. "
-            "Load that URL, or wait for a running save to finish and load again. Nothing was loaded."
+            "Load that URL, or wait for a running save to finish and load again. Nothing was loaded.",
+            path=url,
         )
     leftovers = sorted(location.url for _, location in _leftovers(target))
     if not target.exists() and leftovers:
-        return "FileNotFoundError", (
+        return FileNotFoundError(
             f"Checkpoint not found at {url!r}. Beside it are leftovers of an interrupted save, none of them complete: "
             f"{leftovers}. Restore the checkpoint from a backup or load an earlier one."
         )
@@ -319,23 +294,22 @@ def refuse_if_incomplete(url: str, collectives: Collectives) -> None:
     """
     _one_process_only(url, collectives, f"fabric.load({url!r})")
     problem = _incomplete(url) if collectives.is_global_zero else None
-    problem = collectives.broadcast(problem)
+    problem = collectives.broadcast(problem)  # pickled with its attributes, not its traceback
     if problem is not None:
-        kind, message = problem
-        raise FileNotFoundError(message) if kind == "FileNotFoundError" else CheckpointError(message)
+        raise problem
 
 
 def verify_directory(url: str, collectives: Collectives) -> None:
     """Check ``url`` against its manifest on global rank 0; raise the same error on every rank."""
-    problem = None
+    problem: CheckpointError | None = None
     if collectives.is_global_zero:
         try:
             verify(Location.of(url, f"fabric.load({url!r})"))
         except CheckpointError as err:
-            problem = str(err)
-    problem = collectives.broadcast(problem)
+            problem = err
+    problem = collectives.broadcast(problem)  # pickled with its attributes, not its traceback
     if problem is not None:
-        raise CheckpointError(problem)
+        raise CheckpointError(str(problem), path=problem.path, reason=problem.reason, files=problem.files)
 
 
 def read_metadata(url: str, weights_only: bool) -> Metadata:
