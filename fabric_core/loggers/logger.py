@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from abc import ABC, abstractmethod
 from argparse import Namespace
@@ -86,6 +87,26 @@ def next_version(folder: str | Path) -> int:
         int(match.group(1)) for child in folder.iterdir() if child.is_dir() and (match := _VERSION.match(child.name))
     ]
     return max(found) + 1 if found else 0
+
+
+def flatten_params(params: Mapping[Any, Any] | Namespace, delimiter: str = "/", parent: str = "") -> dict[str, Any]:
+    """Nested mappings, ``Namespace``\\ s and dataclass instances as one flat dict, keys joined by ``delimiter``.
+
+    What loggers whose backend takes flat parameters do with ``log_hyperparams`` (as
+    Lightning does): ``{"optimizer": {"lr": 0.1}}`` becomes ``{"optimizer/lr": 0.1}``;
+    other values are kept as they are.
+    """
+    items = vars(params) if isinstance(params, Namespace) else params
+    flat: dict[str, Any] = {}
+    for key, value in items.items():
+        name = f"{parent}{delimiter}{key}" if parent else str(key)
+        if dataclasses.is_dataclass(value) and not isinstance(value, type):
+            value = dataclasses.asdict(value)
+        if isinstance(value, (Mapping, Namespace)):
+            flat.update(flatten_params(value, delimiter, name))
+        else:
+            flat[name] = value
+    return flat
 
 
 def is_logger_like(obj: object) -> bool:

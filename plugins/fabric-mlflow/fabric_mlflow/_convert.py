@@ -10,13 +10,11 @@ does, except that nothing is dropped or shortened without a warning saying so.
 
 from __future__ import annotations
 
-import dataclasses
 import numbers
 import operator
 import posixpath
 import re
 import sys
-from argparse import Namespace
 from collections.abc import Iterator, Mapping
 from typing import Any
 
@@ -27,21 +25,6 @@ import torch
 DEFAULT_PARAM_LENGTH = 6000
 
 _INVALID_NAME_CHARACTERS = re.compile(r"[^\w/.\- ]" if sys.platform == "win32" else r"[^\w/.\- :]")
-
-
-def flatten_params(params: Mapping[Any, Any] | Namespace, delimiter: str = "/", parent: str = "") -> dict[str, Any]:
-    """Nested mappings, ``Namespace``\\ s and dataclass instances as one flat dict, keys joined by ``delimiter``."""
-    items = vars(params) if isinstance(params, Namespace) else params
-    flat: dict[str, Any] = {}
-    for key, value in items.items():
-        name = f"{parent}{delimiter}{key}" if parent else str(key)
-        if dataclasses.is_dataclass(value) and not isinstance(value, type):
-            value = dataclasses.asdict(value)
-        if isinstance(value, (Mapping, Namespace)):
-            flat.update(flatten_params(value, delimiter, name))
-        else:
-            flat[name] = value
-    return flat
 
 
 def param_string(value: Any) -> str:

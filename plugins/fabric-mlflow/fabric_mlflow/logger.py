@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from fabric_core.hookspecs import hookimpl
 from fabric_core.loggers import Logger
+from fabric_core.loggers.logger import flatten_params
 from fabric_core.utilities.rank_zero import rank_zero_only
 
 from fabric_mlflow import _store
@@ -19,7 +20,6 @@ from fabric_mlflow._arguments import check_arguments
 from fabric_mlflow._convert import (
     DEFAULT_PARAM_LENGTH,
     checked_step,
-    flatten_params,
     metric_entries,
     param_strings,
     valid_name,

@@ -4,16 +4,14 @@ TensorBoard's hparams plugin reads three summaries from a run's event file: the
 *experiment* (the names of the hyperparameters and of the metrics to show next to them),
 the *session start* (this run's hyperparameter values) and the *session end* (its status).
 Values must be numbers, strings or booleans, and there is no nesting, so
-:func:`flatten_params` and :func:`sanitize_params` turn what users pass into that, as
+:func:`fabric_core.loggers.logger.flatten_params` and :func:`sanitize_params` turn what users pass into that, as
 Lightning does: ``{"optimizer": {"lr": 0.1}}`` becomes ``{"optimizer/lr": 0.1}``, and
 anything else becomes its ``str``.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import time
-from argparse import Namespace
 from collections.abc import Mapping
 from typing import Any
 
@@ -27,21 +25,6 @@ STATUSES: dict[str, str] = {
     "failed": "STATUS_FAILURE",
     "running": "STATUS_RUNNING",
 }
-
-
-def flatten_params(params: Mapping[Any, Any] | Namespace, delimiter: str = "/", parent: str = "") -> dict[str, Any]:
-    """Nested mappings, ``Namespace``\\ s and dataclass instances as one flat dict, keys joined by ``delimiter``."""
-    items = vars(params) if isinstance(params, Namespace) else params
-    flat: dict[str, Any] = {}
-    for key, value in items.items():
-        name = f"{parent}{delimiter}{key}" if parent else str(key)
-        if dataclasses.is_dataclass(value) and not isinstance(value, type):
-            value = dataclasses.asdict(value)
-        if isinstance(value, (Mapping, Namespace)):
-            flat.update(flatten_params(value, delimiter, name))
-        else:
-            flat[name] = value
-    return flat
 
 
 def sanitize_params(params: Mapping[str, Any]) -> dict[str, bool | int | float | str]:

@@ -14,12 +14,12 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 from fabric_core.loggers import Logger
-from fabric_core.loggers.logger import next_version
+from fabric_core.loggers.logger import flatten_params, next_version
 from fabric_core.utilities.apply_func import move_data_to_device
 from fabric_core.utilities.rank_zero import rank_zero_only
 from fabric_core.wrappers import FabricModule
 
-from fabric_tensorboard._hparams import experiment_summaries, flatten_params, sanitize_params, session_end_summary
+from fabric_tensorboard._hparams import experiment_summaries, sanitize_params, session_end_summary
 
 if TYPE_CHECKING:
     from torch.utils.tensorboard import SummaryWriter
