@@ -286,8 +286,9 @@ def _load_remote(url: str, map_location: Any, weights_only: bool) -> dict[str, A
         raise FileNotFoundError(f"Checkpoint file not found: {url!r}. Check the URL.")
     if fs.isdir(inner):
         raise IsADirectoryError(
-            f"Checkpoint URL {url!r} is a directory, but only single-file checkpoints load from URLs. Point to the "
-            "file, or copy a directory checkpoint to local disk and load it from there."
+            f"Checkpoint URL {url!r} is a directory, but this loads single-file checkpoints only. A sharded folder "
+            "at a URL loads with strategy='fsdp' or 'model_parallel'; point to the file, or copy any other directory "
+            "checkpoint (DeepSpeed) to local disk and load it from there."
         )
     with fs.open(inner, "rb") as file:
         data = io.BytesIO(file.read())  # torch.load needs to seek; a remote stream may not

@@ -75,7 +75,7 @@ def test_a_missing_remote_checkpoint_and_a_remote_directory_are_named(memory: st
     with pytest.raises(FileNotFoundError, match=rf"Checkpoint file not found: '{memory}/nothing.pt'\. Check the URL\."):
         io_.load_checkpoint(f"{memory}/nothing.pt")
     io_.save_checkpoint({"a": 1}, f"{memory}/folder/file.pt")
-    with pytest.raises(IsADirectoryError, match="is a directory, but only single-file checkpoints load from URLs"):
+    with pytest.raises(IsADirectoryError, match=r"is a directory, but this loads single-file checkpoints only\. A sha"):
         io_.load_checkpoint(f"{memory}/folder")
     with pytest.raises(IsADirectoryError, match="this URL is a directory"):
         io_.save_checkpoint({"a": 1}, f"{memory}/folder")
@@ -113,6 +113,11 @@ def test_a_url_folded_by_path_is_refused_and_single_file_strategies_do_not_recov
     strategy = SingleDeviceStrategy(torch.device("cpu"))
     with pytest.raises(NotImplementedError, match="Copy the checkpoint to a local or mounted path"):
         strategy.recover_checkpoint("s3://bucket/ckpt")
+
+
+def test_consolidate_names_a_url_and_says_to_copy_it_down(tmp_path: Path) -> None:
+    with pytest.raises(NotImplementedError, match=r"fabric consolidate 'memory://run/ckpt'.*fs\.get\(url, local_dir"):
+        sharded_checkpoint.consolidate("memory://run/ckpt", tmp_path / "out.pt")
 
 
 def test_the_csv_logger_writes_to_memory(memory: str) -> None:
