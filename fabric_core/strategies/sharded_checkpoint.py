@@ -54,7 +54,7 @@ from fabric_core.strategies.checkpoint_state import (
     verify_directory,
     warn_if_no_entry_matched,
 )
-from fabric_core.utilities.remote_paths import as_checkpoint_path, is_remote, refuse_remote
+from fabric_core.utilities.remote_paths import as_checkpoint_path, is_remote, shown_url
 
 META_FILE = "fabric_meta.pt"
 # DCP's planner: "Size mismatch between saved torch.Size([8, 4]) and current: torch.Size([4, 4]) for model.0.weight"
@@ -82,10 +82,9 @@ def target_path(path: str | Path, what: str) -> str | Path:
     A URL that went through ``Path()`` (``s3:/bucket/ckpt``) lost its ``//`` and is refused.
     """
     if isinstance(path, Path) and is_remote(path):
-        shown = re.sub(r"^([A-Za-z][A-Za-z0-9+.\-]+):/(?!/)", r"\1://", str(path))
         raise ValueError(
-            f"{what}: {str(path)!r} looks like the URL {shown!r} passed through pathlib.Path, which folded its '//'. "
-            "Pass the URL as a string."
+            f"{what}: {str(path)!r} looks like the URL {shown_url(path)!r} passed through pathlib.Path, which "
+            "folded its '//'. Pass the URL as a string."
         )
     return as_checkpoint_path(path)
 
@@ -349,11 +348,11 @@ def consolidate(directory: str | Path, output: str | Path, weights_only: bool = 
     :param weights_only: ``True`` refuses a directory whose metadata or values would run code when
         unpickled; ``False`` trusts it.
     """
-    refuse_remote(
-        directory,
-        f"fabric consolidate {str(directory)!r}",
-        "Copy the folder to a local path first (fsspec: fs.get(url, local_dir, recursive=True)).",
-    )
+    if is_remote(directory):  # ValueError: the CLI reports it without a traceback
+        raise ValueError(
+            f"fabric consolidate {shown_url(directory)!r}: this reads local folders only. Copy the folder to a local "
+            "path first (fsspec: fs.get(url, local_dir, recursive=True)) and consolidate that."
+        )
     directory, output = Path(directory), Path(output)
     if not is_sharded_checkpoint(directory):
         raise FileNotFoundError(

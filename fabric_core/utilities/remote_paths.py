@@ -18,7 +18,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-__all__ = ["as_checkpoint_path", "filesystem", "is_remote", "refuse_remote"]
+__all__ = ["as_checkpoint_path", "filesystem", "is_remote", "refuse_remote", "shown_url"]
 
 _URL = re.compile(r"^(?P<protocol>[A-Za-z][A-Za-z0-9+.\-]+)://")
 #: A URL that went through ``Path()``, which folds its ``//``: ``s3://b/k`` became ``s3:/b/k``.
@@ -81,10 +81,15 @@ def filesystem(url: str, what: str) -> tuple[Any, str]:
     return fs, str(inner)
 
 
+def shown_url(path: str | Path) -> str:
+    """``path`` as the user wrote it: a URL that ``Path()`` folded (``s3:/b/k``) gets its ``//`` back."""
+    return _FOLDED_URL.sub(r"\g<protocol>://", str(path), count=1) if isinstance(path, Path) else str(path)
+
+
 def refuse_remote(path: str | Path, what: str, instead: str) -> None:
     """Raise when ``path`` is a URL (or one that ``Path()`` folded): ``what`` writes local files only."""
     if is_remote(path):
-        shown = re.sub(r"^([A-Za-z][A-Za-z0-9+.\-]+):/(?!/)", r"\1://", str(path))
+        shown = shown_url(path)
         raise NotImplementedError(
             f"{what}: {shown!r} is a URL, but this writes and reads local directories only (it stages, verifies "
             f"and recovers them on disk). {instead}"
