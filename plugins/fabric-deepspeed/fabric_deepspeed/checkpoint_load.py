@@ -34,6 +34,7 @@ if TYPE_CHECKING:
 
 
 def choose_tags(path: Path, metadata: dict[str, Any], engines: list[tuple[str, EngineRecord]]) -> dict[str, str]:
+    """The tag folder each model of the state loads from: by its key, or the only one to the only one."""
     saved: dict[str, str] | None = metadata.get("tags")
     if saved is None:
         if len(engines) > 1:
@@ -123,6 +124,7 @@ def load_engines(
     strict: bool,
     weights_only: bool,
 ) -> dict[str, Any]:
+    """Let each engine load its tag (with its optimizer when the state holds it); return the client state."""
     tags = choose_tags(path, metadata, engines)
     if weights_only:
         check_safe(file for tag in tags.values() for file in (path / tag).glob("*.pt"))

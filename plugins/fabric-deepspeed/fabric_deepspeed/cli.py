@@ -97,7 +97,7 @@ def consolidate(
 ) -> int:
     """Write the fp32 weights of one model of the checkpoint folder ``directory`` to ``output``; return the count.
 
-    :param weights_only: refuse files holding pickled code (:class:`~fabric_core.checkpoint_io.UnsafeCheckpointError`)
+    :param weights_only: refuse files holding pickled code (:class:`~fabric_core.errors.UnsafeCheckpointError`)
         before DeepSpeed's utilities unpickle them; ``False`` for a folder you trust.
     """
     if not directory.is_dir():

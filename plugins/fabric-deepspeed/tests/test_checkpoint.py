@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import pytest
 import torch
+from fabric_core.testing import clean_environment, run_script
 
 ROUND_TRIP = """
 import sys
@@ -147,10 +146,8 @@ print("ONE PROCESS OK", flush=True)
 
 
 @pytest.mark.parametrize("stage", [0, 1, 2, 3])
-def test_round_trip_other_world_size_and_consolidation(
-    run_script: Callable[..., Any], clean_env: Callable[..., dict[str, str]], tmp_path: Path, stage: int
-) -> None:
-    output = run_script(ROUND_TRIP, str(stage)).check()
+def test_round_trip_other_world_size_and_consolidation(tmp_path: Path, stage: int) -> None:
+    output = run_script(tmp_path, ROUND_TRIP, str(stage)).check()
     assert "ROUND TRIP OK rank 0" in output and "ROUND TRIP OK rank 1" in output
     folder = tmp_path / "checkpoint"
     assert (folder / "fabric_deepspeed.json").is_file() and (folder / "checkpoint").is_dir()
@@ -159,7 +156,7 @@ def test_round_trip_other_world_size_and_consolidation(
     # Load at world size 1. Found: with ZeRO off (stage 0) everything loads, optimizer included;
     # with ZeRO (stages 1-3) DeepSpeed cannot re-partition the optimizer state for another world
     # size, which is refused with a clear error, and the weights alone load.
-    output = run_script(ONE_PROCESS, str(stage)).check()
+    output = run_script(tmp_path, ONE_PROCESS, str(stage)).check()
     assert "ONE PROCESS OK" in output
     if stage == 0:
         assert "LOADED WITH OPTIMIZER" in output
@@ -174,7 +171,7 @@ def test_round_trip_other_world_size_and_consolidation(
     target = tmp_path / "consolidated" / "model.pt"
     result = subprocess.run(
         [sys.executable, "-m", "fabric_deepspeed.cli", "consolidate", str(folder), "-o", str(target)],
-        env=clean_env(),
+        env=clean_environment(),
         capture_output=True,
         text=True,
         timeout=120,
@@ -191,11 +188,11 @@ def test_round_trip_other_world_size_and_consolidation(
     model.load_state_dict(consolidated)
 
 
-def test_consolidate_explains_what_is_wrong(tmp_path: Path, clean_env: Callable[..., dict[str, str]]) -> None:
+def test_consolidate_explains_what_is_wrong(tmp_path: Path) -> None:
     def consolidate(*args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
             [sys.executable, "-m", "fabric_deepspeed.cli", "consolidate", *args],
-            env=clean_env(),
+            env=clean_environment(),
             capture_output=True,
             text=True,
             timeout=60,

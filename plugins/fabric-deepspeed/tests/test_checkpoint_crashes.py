@@ -8,13 +8,12 @@ a whole checkpoint, and the next save must leave no staging behind.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import pytest
 import torch
 from fabric_core.strategies import staging
+from fabric_core.testing import clean_environment, run_script
 from fabric_core.testing.crashes import check_directory, fork_server
 
 from fabric_deepspeed.checkpoint import load_model_states
@@ -59,10 +58,8 @@ def _check(path: Path) -> str:
 
 @pytest.mark.slow
 @pytest.mark.timeout(900)  # 20 DeepSpeed engines set up, one per trial: ~20 s each on a loaded machine
-def test_a_deepspeed_save_killed_at_random_moments_leaves_a_complete_checkpoint(
-    tmp_path: Path, clean_env: Callable[..., dict[str, str]]
-) -> None:
-    with fork_server(tmp_path, PREPARE, SETUP, SAVE, clean_env()) as server:
+def test_a_deepspeed_save_killed_at_random_moments_leaves_a_complete_checkpoint(tmp_path: Path) -> None:
+    with fork_server(tmp_path, PREPARE, SETUP, SAVE, clean_environment()) as server:
         outcomes = server.trials(TRIALS, seed=13, longest=0.3, check=lambda: _check(tmp_path / "ckpt"))
     print(f"{TRIALS} kills of a DeepSpeed save: {outcomes}")
 
@@ -111,15 +108,13 @@ print("LEFTOVERS", sorted(entry.location.name for entry in staging.leftovers(Pat
 
 
 @pytest.mark.timeout(300)
-def test_a_crash_between_the_two_renames_is_recovered_by_the_next_load(
-    tmp_path: Path, run_script: Callable[..., Any]
-) -> None:
-    run = run_script(CRASH_BETWEEN_RENAMES, env={staging.CRASH_BETWEEN_RENAMES: "1"})
+def test_a_crash_between_the_two_renames_is_recovered_by_the_next_load(tmp_path: Path) -> None:
+    run = run_script(tmp_path, CRASH_BETWEEN_RENAMES, env={staging.CRASH_BETWEEN_RENAMES: "1"})
     assert run.returncode == 137, run.output
     assert not (tmp_path / "ckpt").exists()
     assert sorted(entry.kind for entry in staging.leftovers(tmp_path / "ckpt")) == ["lock", "retired", "staging"]
 
-    run = run_script(LOAD)
+    run = run_script(tmp_path, LOAD)
     output = run.output
     assert run.returncode == 0, output
     assert "WARNING fabric.load('ckpt'): the checkpoint was missing because a save was interrupted" in output

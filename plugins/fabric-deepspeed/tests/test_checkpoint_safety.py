@@ -9,11 +9,10 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import pytest
+from fabric_core.testing import clean_environment, run_script
 
 MALICIOUS_CLIENT_STATE = """
 import os
@@ -66,17 +65,20 @@ REFUSED = (
 
 
 @pytest.mark.timeout(400)
-def test_a_client_state_holding_code_is_refused_and_never_runs(
-    run_script: Callable[..., Any], tmp_path: Path, clean_env: Callable[..., dict[str, str]]
-) -> None:
-    output = run_script(MALICIOUS_CLIENT_STATE).check()
+def test_a_client_state_holding_code_is_refused_and_never_runs(tmp_path: Path) -> None:
+    output = run_script(tmp_path, MALICIOUS_CLIENT_STATE).check()
     assert f"STATE: UnsafeCheckpointError: {REFUSED}" in output, output
     assert f"NO STATE: UnsafeCheckpointError: {REFUSED}" in output, output
     assert "SAFE" in output and not (tmp_path / "PWNED").exists()
 
     def run(*command: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
-            [sys.executable, "-m", *command], cwd=tmp_path, env=clean_env(), capture_output=True, text=True, timeout=240
+            [sys.executable, "-m", *command],
+            cwd=tmp_path,
+            env=clean_environment(),
+            capture_output=True,
+            text=True,
+            timeout=240,
         )
 
     # `fabric consolidate` refuses it the same way, with the flag that opts in.

@@ -7,15 +7,19 @@ Discovery imports the entry-point module in every process; it must stay free of 
 from __future__ import annotations
 
 import shutil
-import subprocess
 import sys
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import pytest
 from fabric_core.discovery import lookup
-from fabric_core.testing import check_entry_point, check_import_is_light, check_listed_by_fabric_plugins
+from fabric_core.testing import (
+    check_entry_point,
+    check_import_is_light,
+    check_listed_by_fabric_plugins,
+    clean_environment,
+    import_failure,
+    run_script,
+)
 
 from fabric_deepspeed import STRATEGIES
 
@@ -32,18 +36,6 @@ NAMES = {
 
 #: everything the add-on registers
 PROVIDES = {"strategies": NAMES, "commands": {"consolidate:deepspeed"}}
-
-
-@pytest.fixture
-def python(clean_env: Callable[..., dict[str, str]]) -> Callable[..., subprocess.CompletedProcess[str]]:
-    """Run ``python -c code`` with a clean environment (plugin autoload on)."""
-
-    def run(code: str, **env: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [sys.executable, "-c", code], env=clean_env(**env), capture_output=True, text=True, timeout=120
-        )
-
-    return run
 
 
 def test_entry_point_and_discovery_do_not_import_deepspeed(tmp_path: Path) -> None:
@@ -68,9 +60,7 @@ def test_every_strategy_name_is_registered_with_its_init_params() -> None:
 
 
 @pytest.mark.parametrize("how", ["module", "script"])
-def test_fabric_plugins_lists_fabric_deepspeed_with_every_strategy(
-    how: str, clean_env: Callable[..., dict[str, str]]
-) -> None:
+def test_fabric_plugins_lists_fabric_deepspeed_with_every_strategy(how: str) -> None:
     if how == "script":
         script = shutil.which("fabric", path=str(Path(sys.executable).parent))
         if script is None:
@@ -84,47 +74,41 @@ def test_fabric_plugins_lists_fabric_deepspeed_with_every_strategy(
         entry_point="deepspeed = fabric_deepspeed",
         provides=PROVIDES,
         command=command,
-        env=clean_env(),
+        env=clean_environment(),
     )
 
 
-BROKEN = """
-raise ImportError("simulated broken build: libdeepspeed_ops.so: cannot open shared object file")
-"""
-
-SELECT = """
-import sys
-from fabric_core import Fabric
-try:
-    Fabric(accelerator="cpu", devices=1, strategy="deepspeed_stage_2")
-except ImportError as err:
-    print("ERROR:", err)
-    print("CAUSE:", repr(err.__cause__))
-    sys.exit(0)
-print("NO ERROR")
-"""
+SELECT = 'Fabric(accelerator="cpu", devices=1, strategy="deepspeed_stage_2")'
 
 
-def test_broken_deepspeed_says_pip_install_deepspeed(tmp_path: Path, python: Callable[..., Any]) -> None:
+def test_broken_deepspeed_says_pip_install_deepspeed(tmp_path: Path) -> None:
     # A broken deepspeed package ahead of the real one on sys.path: importing it raises.
-    (tmp_path / "deepspeed").mkdir()
-    (tmp_path / "deepspeed" / "__init__.py").write_text(BROKEN)
-    result = python(SELECT, PYTHONPATH=str(tmp_path))
-    assert result.returncode == 0, result.stderr
-    assert "ERROR: strategy='deepspeed_stage_2' runs on DeepSpeed, but the deepspeed package failed to import" in (
-        result.stdout
+    broken = tmp_path / "site"
+    (broken / "deepspeed").mkdir(parents=True)
+    (broken / "deepspeed" / "__init__.py").write_text(
+        'raise ImportError("simulated broken build: libdeepspeed_ops.so: cannot open shared object file")\n'
     )
-    assert "pip install deepspeed" in result.stdout
-    assert "simulated broken build" in result.stdout  # the original error, named and chained
-    assert "CAUSE: ImportError('simulated broken build" in result.stdout
+    failure = import_failure(tmp_path, SELECT, env={"PYTHONPATH": str(broken)})
+    assert failure.type == "DeepSpeedNotAvailableError", failure
+    assert failure.message == (
+        "strategy='deepspeed_stage_2' runs on DeepSpeed, but the deepspeed package failed to import (ImportError: "
+        "simulated broken build: libdeepspeed_ops.so: cannot open shared object file). fabric-deepspeed is installed "
+        "without a working deepspeed: pip install deepspeed (or pip install --force-reinstall deepspeed)"
+    ), failure.message
+    assert failure.cause.startswith("ImportError('simulated broken build"), failure.cause  # the original, chained
 
 
-def test_missing_deepspeed_says_pip_install_deepspeed(python: Callable[..., Any]) -> None:
-    # ``sys.modules["deepspeed"] = None`` makes ``import deepspeed`` fail as for a missing package.
-    result = python("import sys\nsys.modules['deepspeed'] = None\n" + SELECT)
-    assert result.returncode == 0, result.stderr
-    assert "the deepspeed package is not installed" in result.stdout
-    assert "pip install deepspeed" in result.stdout
+def test_missing_deepspeed_says_pip_install_deepspeed(
+    tmp_path: Path,
+) -> None:
+    failure = import_failure(tmp_path, SELECT, missing=["deepspeed"])
+    assert failure.type == "DeepSpeedNotAvailableError", failure
+    assert failure.message == (
+        "strategy='deepspeed_stage_2' runs on DeepSpeed, but the deepspeed package is not installed. "
+        "fabric-deepspeed is installed without a working deepspeed: pip install deepspeed"
+    ), failure.message
     # fabric plugins still lists the add-on: only a run that selects it needs deepspeed.
-    listing = python("import sys\nsys.modules['deepspeed'] = None\nfrom fabric_core.cli import main\nmain(['plugins'])")
-    assert "fabric-deepspeed 0.1.0  [loaded]" in listing.stdout, listing.stderr
+    listing = run_script(
+        tmp_path, "import sys\nsys.modules['deepspeed'] = None\nfrom fabric_core.cli import main\nmain(['plugins'])"
+    )
+    assert "fabric-deepspeed 0.1.0  [loaded]" in listing.check()

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 from fabric_core.environments.local import find_free_port
+from fabric_core.testing import clean_environment
 
 ROOT = Path(__file__).resolve().parents[3]
 EXAMPLE = ROOT / "examples" / "train_mlp.py"
@@ -23,9 +23,7 @@ def _has_run_command() -> bool:
 
 @pytest.mark.skipif(not _has_run_command(), reason="this fabric-core has no `fabric run` command")
 @pytest.mark.skipif(not EXAMPLE.is_file(), reason="examples/train_mlp.py is not here (add-on tested outside the repo)")
-def test_spirals_example_on_deepspeed_stage_2_through_fabric_run(
-    tmp_path: Path, clean_env: Callable[..., dict[str, str]]
-) -> None:
+def test_spirals_example_on_deepspeed_stage_2_through_fabric_run(tmp_path: Path) -> None:
     def fabric_run(*script_args: str) -> str:
         port = str(find_free_port())
         options = ["--accelerator", "cpu", "--devices", "2", "--strategy", "deepspeed_stage_2", "--main-port", port]
@@ -34,7 +32,7 @@ def test_spirals_example_on_deepspeed_stage_2_through_fabric_run(
         result = subprocess.run(
             [*command, *script, *script_args],
             cwd=tmp_path,
-            env=clean_env(),
+            env=clean_environment(),
             capture_output=True,
             text=True,
             timeout=240,

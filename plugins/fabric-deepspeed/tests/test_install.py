@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from fabric_core.testing import clean_environment
 
 ROOT = Path(__file__).resolve().parents[3]
 ADDON = Path(__file__).resolve().parents[1]
@@ -16,9 +16,9 @@ ADDON = Path(__file__).resolve().parents[1]
 @pytest.mark.slow
 @pytest.mark.timeout(900)
 @pytest.mark.skipif(not (ROOT / "fabric_core").is_dir(), reason="fabric-core's source tree is not here")
-def test_fresh_venv_install_lists_the_addon(tmp_path: Path, clean_env: Callable[..., dict[str, str]]) -> None:
+def test_fresh_venv_install_lists_the_addon(tmp_path: Path) -> None:
     venv = tmp_path / "venv"
-    env = clean_env()
+    env = clean_environment()
     env.pop("PYTHONPATH", None)
     env.pop("VIRTUAL_ENV", None)
 

@@ -9,10 +9,10 @@ from __future__ import annotations
 import csv
 import subprocess
 import sys
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from fabric_core.testing import clean_environment
 
 ROOT = Path(__file__).resolve().parents[3]
 TRAIN = ROOT / "examples" / "trainer" / "train.py"
@@ -30,16 +30,14 @@ def _losses(root: Path, version: int) -> dict[int, float]:
 @pytest.mark.slow
 @pytest.mark.timeout(300)
 @pytest.mark.skipif(not TRAIN.is_file(), reason="examples/trainer is not here (add-on tested outside the repo)")
-def test_deepspeed_stage_2_two_processes_trains_and_resumes(
-    tmp_path: Path, clean_env: Callable[..., dict[str, str]]
-) -> None:
+def test_deepspeed_stage_2_two_processes_trains_and_resumes(tmp_path: Path) -> None:
     args = ("--devices", "2", "--strategy", "deepspeed_stage_2", "--scheduler", "cosine", "--checkpoint-every", "2")
 
     def train(*extra: str) -> str:
         result = subprocess.run(
             [sys.executable, str(TRAIN), "--root", str(tmp_path), *SMALL, *args, *extra],
             cwd=tmp_path,
-            env=clean_env(),
+            env=clean_environment(),
             capture_output=True,
             text=True,
             timeout=240,

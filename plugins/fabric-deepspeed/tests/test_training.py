@@ -11,12 +11,11 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import pytest
 import torch
+from fabric_core.testing import clean_environment, run_script
 
 PARITY = """
 import sys
@@ -134,8 +133,8 @@ print(f"PARITY OK rank {rank}", flush=True)
 @pytest.mark.parametrize(
     "strategy", ["deepspeed_stage_1", "deepspeed_stage_2", "deepspeed_stage_3", "deepspeed_stage_2_offload"]
 )
-def test_zero_training_matches_ddp(run_script: Callable[..., Any], strategy: str) -> None:
-    output = run_script(PARITY, strategy).check()
+def test_zero_training_matches_ddp(tmp_path: Path, strategy: str) -> None:
+    output = run_script(tmp_path, PARITY, strategy).check()
     assert "PARITY OK rank 0" in output and "PARITY OK rank 1" in output
     print("\n".join(line for line in output.splitlines() if "diff" in line))
 
@@ -169,8 +168,8 @@ print(f"BF16 OK rank {fabric.global_rank}: loss {losses[0]:.3f} -> {losses[-1]:.
 """
 
 
-def test_bf16_mixed_trains_through_deepspeeds_bf16_mode(run_script: Callable[..., Any]) -> None:
-    output = run_script(BF16).check()
+def test_bf16_mixed_trains_through_deepspeeds_bf16_mode(tmp_path: Path) -> None:
+    output = run_script(tmp_path, BF16).check()
     assert "BF16 OK rank 0" in output and "BF16 OK rank 1" in output
 
 
@@ -267,17 +266,15 @@ print(f"GAN OK rank {rank}", flush=True)
 """
 
 
-def test_two_engines_train_a_gan_like_one_process_does(
-    run_script: Callable[..., Any], clean_env: Callable[..., dict[str, str]], tmp_path: Path
-) -> None:
-    output = run_script(GAN).check()
+def test_two_engines_train_a_gan_like_one_process_does(tmp_path: Path) -> None:
+    output = run_script(tmp_path, GAN).check()
     assert "GAN OK rank 0" in output and "GAN OK rank 1" in output
     print("\n".join(line for line in output.splitlines() if "diff" in line))
 
     def consolidate(*args: str) -> subprocess.CompletedProcess[str]:
         # The core's `fabric consolidate`, which hands a DeepSpeed folder to this add-on.
         command = [sys.executable, "-m", "fabric_core", "consolidate", str(tmp_path / "gan"), *args]
-        return subprocess.run(command, env=clean_env(), capture_output=True, text=True, timeout=120)
+        return subprocess.run(command, env=clean_environment(), capture_output=True, text=True, timeout=120)
 
     result = consolidate("-o", str(tmp_path / "g.pt"))
     assert result.returncode == 2 and "holds 2 models: ['discriminator', 'generator']. Choose one with --model" in (
@@ -347,6 +344,6 @@ print(f"STAGE 3 OK rank {fabric.global_rank}", flush=True)
 """
 
 
-def test_stage_3_init_module_inference_and_what_is_refused(run_script: Callable[..., Any]) -> None:
-    output = run_script(STAGE_3).check()
+def test_stage_3_init_module_inference_and_what_is_refused(tmp_path: Path) -> None:
+    output = run_script(tmp_path, STAGE_3).check()
     assert "STAGE 3 OK rank 0" in output and "STAGE 3 OK rank 1" in output
