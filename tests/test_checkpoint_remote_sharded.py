@@ -9,15 +9,22 @@ from __future__ import annotations
 
 import os
 import pickle
+import re
 import shutil
 from pathlib import Path
 from typing import Any
 
 import pytest
+import torch
 
-from fabric_core.strategies import sharded_checkpoint
+from fabric_core.checkpoint_io import CheckpointError
+from fabric_core.strategies import manifest, remote_directory, sharded_checkpoint
+from fabric_core.testing.crashes import fork_server
+from tests.helpers import object_store
 from tests.helpers.object_store import ROOT_VARIABLE
 from tests.helpers.processes import run_script
+from tests.test_checkpoint_crashes import FILL, FSDP_SETUP, MODEL, _assert_consistent
+from tests.test_checkpoint_crashes import _env as _crash_env
 
 HEADER = """
 import os, sys
@@ -34,7 +41,8 @@ def build(fabric, seed):
     return model, fabric.setup_optimizers(torch.optim.Adam(model.parameters(), lr=0.1))
 
 def digest(model):
-    return repr(float(model(torch.ones(1, 64)).sum()))
+    with torch.no_grad():
+        return repr(float(model(torch.ones(1, 64)).sum()))
 
 def step(fabric, model, optimizer):
     x = torch.randn(4, 64, generator=torch.Generator().manual_seed(1))
@@ -42,15 +50,18 @@ def step(fabric, model, optimizer):
     optimizer.step()
     optimizer.zero_grad()
 
+def say(line):
+    os.write(1, (line + "\\n").encode())  # one write: lines of two ranks never interleave
+
 def report(what, call):
     try:
         result = call()
     except BaseException as err:
-        print(f"{what}: {type(err).__name__}: {err}", flush=True)
+        say(f"{what}: {type(err).__name__}: {err}")
         if hasattr(err, "reason"):
-            print(f"ATTRIBUTES {what[5:]} {err.path} {err.reason} {sorted(err.files.items())}", flush=True)
+            say(f"ATTRIBUTES {what[5:]} {err.path} {err.reason} {sorted(err.files.items())}")
     else:
-        print(f"{what}: OK {result}", flush=True)
+        say(f"{what}: OK {result}")
 """
 
 ROUND_TRIP = (
@@ -64,7 +75,7 @@ if mode == "save":
     model, optimizer = build(fabric, 0)
     step(fabric, model, optimizer)
     fabric.save(url, {"model": model, "optimizer": optimizer, "step": 1, "note": "hi"})
-    print(f"R{rank} WEIGHTS {digest(model)}", flush=True)
+    say(f"R{rank} WEIGHTS {digest(model)}")
     if devices > 1:
         report(f"R{rank} MEMORY", lambda: fabric.save("memory://x/ckpt", {"model": model}))
 else:
@@ -72,9 +83,9 @@ else:
     state = {"model": model, "optimizer": optimizer, "step": 0}
     rest = fabric.load(url, state)
     assert state["step"] == 1 and rest == {"note": "hi"}, (state, rest)
-    print(f"R{rank} WEIGHTS {digest(model)}", flush=True)
+    say(f"R{rank} WEIGHTS {digest(model)}")
 step(fabric, model, optimizer)  # Adam's moments came back too: the next step is the same
-print(f"R{rank} NEXT {digest(model)}", flush=True)
+say(f"R{rank} NEXT {digest(model)}")
 """
 )
 
@@ -319,3 +330,53 @@ def test_a_url_folder_that_is_not_a_checkpoint_is_never_replaced(tmp_path: Path)
             sharded_checkpoint.check_target("memory://notckpt")
     finally:
         fs.rm("/notckpt", recursive=True)
+
+
+class _OneProcess:
+    """The collectives of a run of one process (this test's own, which checks the store)."""
+
+    is_global_zero = True
+    world_size = 1
+
+    def broadcast(self, obj: Any, src: int = 0) -> Any:
+        return obj
+
+    def barrier(self, name: str | None = None) -> None:
+        pass
+
+
+@pytest.mark.timeout(300)
+def test_a_save_to_a_url_killed_at_random_moments_leaves_a_loadable_or_named_checkpoint(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = tmp_path / "store"
+    url = "teststore://b/ckpt"
+    monkeypatch.setenv(ROOT_VARIABLE, str(store))
+    object_store.register(store)  # this process reads the store too
+    prepare = (
+        f"PATH = {url!r}\nfrom tests.helpers.object_store import register\nregister(os.environ[{ROOT_VARIABLE!r}])\n"
+        "from fabric_core import Fabric\nfrom fabric_core.strategies.fsdp import FSDPStrategy\n" + MODEL
+    )
+    save = FILL + "fabric.save(PATH, {'model': model, 'step': step})\n"
+
+    def check() -> str:
+        folder, how = store / "b" / "ckpt", "in place"
+        if not (folder / manifest.MANIFEST_FILE).is_file():
+            with pytest.raises(CheckpointError, match="a save was interrupted while copying it into place") as raised:
+                remote_directory.refuse_if_incomplete(url, _OneProcess())
+            staged = re.search(r"beside it: 'teststore://b/([^']+)'", str(raised.value))
+            assert staged is not None, raised.value
+            folder, how = store / "b" / staged[1], "named its staged copy"
+        manifest.verify(folder)  # the backing folder is a plain local DCP folder
+        output = tmp_path / "consolidated.pt"
+        sharded_checkpoint.consolidate(folder, output)
+        checkpoint = torch.load(output, weights_only=True)
+        _assert_consistent(checkpoint["model"], checkpoint["step"])
+        return how
+
+    env = {**_crash_env(), ROOT_VARIABLE: str(store)}
+    with fork_server(tmp_path, prepare, FSDP_SETUP, save, env) as server:
+        outcomes = server.trials(20, seed=14, longest=0.4, check=check)
+    print(f"20 kills of a sharded save to a URL: {outcomes}")
+    assert run_script(tmp_path, SAVE, url, "7", env=_env(store)).returncode == 0
+    assert sorted(p.name for p in (store / "b").iterdir()) == ["ckpt"]  # every leftover removed

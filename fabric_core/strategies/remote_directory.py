@@ -127,7 +127,9 @@ def is_sharded_checkpoint(url: str) -> bool:
 def check_target(url: str) -> None:
     """Refuse a folder at ``url`` that holds something other than a checkpoint (saving would replace it)."""
     target = Location.of(url, f"fabric.save({url!r}) with a sharded strategy")
-    if target.is_dir() and not is_sharded_checkpoint(url) and target.files():
+    if not target.is_dir() or is_sharded_checkpoint(url) or not target.files():
+        return
+    if not _complete_copies(target):  # else: the part a save copied in before it died, replaced by this save
         raise IsADirectoryError(
             f"fabric.save({url!r}): this URL is a folder that is not a checkpoint and not empty; saving would "
             "replace it and delete what it holds. Choose another URL, or remove the folder first."
