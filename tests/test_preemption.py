@@ -89,6 +89,7 @@ def _run_and_signal(
     target: str,
     sig: signal.Signals = signal.SIGTERM,
     command: tuple[str, ...] = (),
+    env: dict[str, str] | None = None,
 ) -> tuple[int, str]:
     """Run the script with ``args``; once it trains, send ``sig`` to ``target``; return (exit code, output).
 
@@ -100,7 +101,7 @@ def _run_and_signal(
     process = subprocess.Popen(
         [*(command or (sys.executable,)), "script.py", *args],
         cwd=tmp_path,
-        env=_env(),
+        env={**_env(), **(env or {})},
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
@@ -149,8 +150,14 @@ def _assert_checkpointed_together(tmp_path: Path, output: str, ranks: int) -> in
 @pytest.mark.timeout(180)
 @pytest.mark.parametrize(
     ("strategy", "target"),
-    [("ddp", "rank-1"), ("ddp", "launcher"), ("ddp", "group"), ("ddp_spawn", "rank-1")],
-    ids=["ddp-to-rank-1", "ddp-to-the-launcher", "ddp-to-every-process", "ddp_spawn-to-rank-1"],
+    [("ddp", "rank-1"), ("ddp", "launcher"), ("ddp", "group"), ("ddp_spawn", "rank-1"), ("ddp_spawn", "launcher")],
+    ids=[
+        "ddp-to-rank-1",
+        "ddp-to-the-launcher",
+        "ddp-to-every-process",
+        "ddp_spawn-to-rank-1",
+        "ddp_spawn-to-the-launcher",
+    ],
 )
 def test_two_ddp_ranks_checkpoint_at_the_same_step_and_the_launcher_exits_143(
     tmp_path: Path, strategy: str, target: str
@@ -214,6 +221,21 @@ def test_under_fabric_run_the_preempted_run_exits_143_and_is_no_failure(tmp_path
         assert f"fabric run: the ranks ended through preemption (SIGTERM at step {step}) after the checkpoint" in output
     else:  # torchrun got the signal and passed it on to the workers
         assert "fabric run: got SIGTERM; the workers checkpointed and ended (preemption)." in output, output
+
+
+@pytest.mark.timeout(180)
+def test_under_fabric_run_slurms_requeue_signal_reaches_the_workers_when_torchrun_handles_it(tmp_path: Path) -> None:
+    # torchrun passes on only the signals it handles; without SIGUSR1 among them, the signal would end fabric run.
+    port = str(find_free_port())
+    fabric_run = (sys.executable, "-m", "fabric_core", "run", "--accelerator=cpu", "--devices=2", f"--main-port={port}")
+    handled = {"PET_SIGNALS_TO_HANDLE": "SIGTERM,SIGINT,SIGHUP,SIGQUIT,SIGUSR1"}
+    code, output = _run_and_signal(
+        tmp_path, "2", "ddp", "default", "-1", target="launcher", sig=signal.SIGUSR1, command=fabric_run, env=handled
+    )
+    assert code == 128 + signal.SIGUSR1, output
+    step = _assert_checkpointed_together(tmp_path, output, ranks=2)
+    assert f"preempted by SIGUSR1 at step {step}: checkpoint callback ran on all 2 ranks; exiting with 138" in output
+    assert "fabric run: got SIGUSR1; the workers checkpointed and ended (preemption)." in output, output
 
 
 @pytest.mark.timeout(180)

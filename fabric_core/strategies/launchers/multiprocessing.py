@@ -9,7 +9,9 @@ can fork and CUDA is not yet initialised.
 A child that :class:`~fabric_core.preemption.Preemption` ends after the checkpoint returns
 normally instead of exiting with its code (torch's ``join`` would take a non-zero exit for
 a failure and stop the other children); once every child has ended, the launching process
-ends with that code (``Preempted``, a ``SystemExit``), read from the ranks' records.
+ends with that code (``Preempted``, a ``SystemExit``), read from the ranks' records. A
+SIGTERM for the launching process is passed on to the children while they run (a
+scheduler may signal only the first process), unless the script handles SIGTERM itself.
 """
 
 from __future__ import annotations
@@ -19,7 +21,10 @@ import os
 import pickle
 import shutil
 import signal
+import sys
+import threading
 from collections.abc import Callable
+from types import FrameType
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -92,33 +97,59 @@ class MultiProcessingLauncher(Launcher):
         num_processes = len(self._strategy.parallel_devices)
         limit_threads_per_process(num_processes)
         error_dir = make_error_dir("fabric-spawn-")
+        forwarded: list[signal.Signals] = []
+        processes = start_processes(  # type: ignore[no-untyped-call]
+            _run_rank,
+            args=(self._strategy, function, args, kwargs, results, _capture_rng_states(self._start_method), error_dir),
+            nprocs=num_processes,
+            start_method=self._start_method,
+            join=False,
+        )
+        previous = _forward_sigterm(processes, forwarded)
         try:
-            start_processes(  # type: ignore[no-untyped-call]
-                _run_rank,
-                args=(
-                    self._strategy,
-                    function,
-                    args,
-                    kwargs,
-                    results,
-                    _capture_rng_states(self._start_method),
-                    error_dir,
-                ),
-                nprocs=num_processes,
-                start_method=self._start_method,
-                join=True,
-            )
+            while not processes.join():
+                pass
             _end_if_preempted(error_dir)
         except ProcessRaisedException as err:
             raise RuntimeError(f"A process of the run failed; its traceback follows.\n{err}") from None
         except ProcessExitedException as err:
+            if forwarded:  # ended on the SIGTERM this process got and passed on, as this process would have
+                sys.stderr.write(
+                    f"fabric: got SIGTERM and passed it on to the processes of the run; process {err.error_index} "
+                    f"ended on it (exit code {err.exit_code}) without a Preemption checkpoint.\n"
+                )
+                raise SystemExit(128 + int(signal.SIGTERM)) from None
             raise RuntimeError(
                 f"Process {err.error_index} of the run exited with code {err.exit_code} without a Python error "
                 "(killed, or out of memory?). The other processes were stopped."
             ) from None
         finally:
+            if previous is not None:
+                signal.signal(signal.SIGTERM, previous)
             shutil.rmtree(error_dir, ignore_errors=True)
         return pickle.loads(results.get()) if not results.empty() else None
+
+
+def _forward_sigterm(processes: Any, forwarded: list[signal.Signals]) -> Any:
+    """Pass a SIGTERM for this process on to the children while they run; the handler it replaced.
+
+    A scheduler may signal only this process (Kubernetes signals the container's first
+    process): the children's :class:`~fabric_core.preemption.Preemption` must get it to
+    checkpoint. Nothing is installed where the script handles SIGTERM itself, or outside the
+    main thread (Python installs handlers only there); ``None`` then.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        return None
+    if signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
+        return None
+
+    def forward(signum: int, frame: FrameType | None) -> None:
+        forwarded.append(signal.Signals(signum))
+        for process in processes.processes:
+            if process.is_alive():
+                os.kill(process.pid, signum)
+
+    return signal.signal(signal.SIGTERM, forward)
 
 
 def _end_if_preempted(error_dir: str) -> None:
