@@ -320,6 +320,11 @@ def test_unknown_and_uninstalled_protocols_and_chained_urls_say_what_to_do() -> 
         pytest.skip("s3fs is installed here")
 
 
+def test_a_url_under_a_folder_that_does_not_exist_is_simply_not_found() -> None:
+    remote_directory.refuse_if_incomplete("memory://nowhere/deeper/ckpt", _OneProcess())  # nothing to name
+    assert not sharded_checkpoint.is_sharded_checkpoint("memory://nowhere/deeper/ckpt")
+
+
 def test_a_url_folder_that_is_not_a_checkpoint_is_never_replaced(tmp_path: Path) -> None:
     import fsspec
 

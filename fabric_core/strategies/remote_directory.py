@@ -197,8 +197,12 @@ def _move_into_place(folder: Location, target: Location) -> None:
 
 def _leftovers(target: Location) -> list[tuple[str, Location]]:
     """The staging (and retired) prefixes beside ``target``, with their tokens."""
-    found = []
-    for path in target.fs.ls(target._parent or "/", detail=False):
+    found: list[tuple[str, Location]] = []
+    try:
+        listing = target.fs.ls(target._parent or "/", detail=False)
+    except FileNotFoundError:
+        return found  # nothing was ever saved beside it
+    for path in listing:
         name = str(path).rstrip("/").rsplit("/", 1)[-1]
         parsed = staging.parse_sibling(name)
         if parsed is not None and parsed[0] == target.name and parsed[1] != "lock":
