@@ -135,6 +135,7 @@ class Preemption:
         #: the signal received on this process and not yet acted on, else ``None``
         self.received: signal.Signals | None = None
         self._received_at = 0.0
+        self._ending = False  # between the checkpoint and SystemExit
         #: the step count at which the checkpoint callback ran, else ``None``
         self.preempted_at: int | None = None
         self._steps = 0
@@ -153,6 +154,8 @@ class Preemption:
 
     def _record(self, signum: int, frame: FrameType | None) -> None:
         sig = signal.Signals(signum)
+        if self._ending:
+            return  # after the checkpoint: the scheduler ending the job (SLURM after a requeue) changes nothing
         if self.received is not None:
             if sig is self.received and time.monotonic() - self._received_at < COPY_SECONDS:
                 return  # the same signal passed on by a launcher (torchrun) that got it too
@@ -183,10 +186,11 @@ class Preemption:
         self.fabric.barrier("preemption")
         self.received, self._stop = None, None
         self._generation += 1
+        code = 128 + int(signalled) if self.exit_code == "signal" else self.exit_code
+        self._ending = code is not None
         previous = self._previous.get(signalled)
         if callable(previous):
             previous(int(signalled), None)  # for example SLURM's requeue, now that the checkpoint exists
-        code = 128 + int(signalled) if self.exit_code == "signal" else self.exit_code
         if self.fabric.global_rank == 0:
             _say(self._summary(signalled, code, previous))
         if code is None:

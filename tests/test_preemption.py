@@ -288,6 +288,32 @@ def test_in_process_a_second_signal_ends_at_once_without_the_callback() -> None:
         preemption.close()
 
 
+def test_in_process_the_requeue_handler_runs_after_the_checkpoint_and_its_sigterm_changes_nothing() -> None:
+    # Like SLURMEnvironment's: a handler that was there before runs after the checkpoint, and the requeue makes
+    # SLURM end the job with SIGTERM, which must not turn the preempted exit into a "second signal" one.
+    order: list[str] = []
+
+    def requeue(signum: int, frame: object) -> None:
+        order.append(f"requeue on {signal.Signals(signum).name}")
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    before = signal.signal(signal.SIGUSR1, requeue)
+    try:
+        fabric = Fabric(accelerator="cpu", devices=1)
+        layer = nn.Linear(2, 1)
+        _, optimizer = fabric.setup(layer, torch.optim.SGD(layer.parameters(), lr=0.1))
+        preemption = Preemption(fabric, lambda: order.append("checkpoint"))
+        os.kill(os.getpid(), signal.SIGUSR1)
+        with pytest.raises(Preempted) as ended:
+            optimizer.step()
+        assert ended.value.code == 128 + signal.SIGUSR1
+        assert order == ["checkpoint", "requeue on SIGUSR1"]
+        assert preemption.received is None  # the SIGTERM was not taken for a new preemption
+        assert signal.getsignal(signal.SIGUSR1) is requeue  # put back
+    finally:
+        signal.signal(signal.SIGUSR1, before)
+
+
 def test_bad_arguments_are_named() -> None:
     fabric = Fabric(accelerator="cpu", devices=1)
     with pytest.raises(TypeError, match=r"Preemption\(on_preempt='save'\): expected a function"):

@@ -128,17 +128,20 @@ class SubprocessScriptLauncher(Launcher):
         """Rank 0's watchdog for one child: record when and how it ended; a failure brings the run down."""
         code = process.wait()
         self._ends[local_rank] = (time.time(), code)  # when it ended, not when the report runs
-        if code != 0 and not self._stopping and not self._preempted(local_rank, code):
+        if code != 0 and not self._stopping and not self._preempted(local_rank):
             self._report()
             self._stop_children()
             os._exit(1)
 
-    def _preempted(self, local_rank: int, code: int) -> bool:
-        """Whether this rank ended through preemption with this code (recorded just before it exited)."""
+    def _preempted(self, local_rank: int) -> bool:
+        """Whether this rank ended through preemption: its record says the checkpoint ran on every rank.
+
+        However it then ended counts (its code, or the SIGTERM with which SLURM ends a job it
+        requeued): the checkpoint is complete.
+        """
         if self._error_dir is None:
             return False
-        ended = recorded_preemptions(self._error_dir).get(self._global_rank(local_rank))
-        return ended is not None and ended.code == code
+        return self._global_rank(local_rank) in recorded_preemptions(self._error_dir)
 
     def _at_exit(self) -> None:
         # Rank 0 finished: wait for the others to finish too (the watchdogs still run and
@@ -187,7 +190,7 @@ class SubprocessScriptLauncher(Launcher):
             recorded = recorded_errors(self._error_dir) if self._error_dir else {}
             ends = {rank: RankEnd(rank, stamp, error=text) for rank, (stamp, text) in recorded.items()}
             for local_rank, (ended, code) in list(self._ends.items()):
-                if code != 0 and self._preempted(local_rank, code):
+                if code != 0 and self._preempted(local_rank):
                     continue  # ended after the checkpoint: not part of the failure
                 rank = self._global_rank(local_rank)
                 error = recorded.get(rank)
