@@ -16,9 +16,12 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-PRIVATE = re.compile(r"\bfabric_core\._\w+|from fabric_core import _\w+")
+#: a private module at any depth (``fabric_core._x``, ``fabric_core.strategies._x``) or a private name imported
+PRIVATE = re.compile(r"\bfabric_core(?:\.\w+)*?\._\w+|from fabric_core(?:\.\w+)* import _\w+")
 #: in Markdown, prose may name the idea ("a `fabric_core._private` module"); only code lines count
-PRIVATE_IMPORT = re.compile(r"^\s*(from fabric_core\._|import fabric_core\._|from fabric_core import _)")
+PRIVATE_IMPORT = re.compile(
+    r"^\s*(from fabric_core(?:\.\w+)*?\._|import fabric_core(?:\.\w+)*?\._|from fabric_core(?:\.\w+)* import _)"
+)
 #: the entry point value of fabric-core itself, which `fabric plugins` prints (it is metadata, not an import)
 ENTRY_POINT_VALUE = "builtins = fabric_core._builtins"
 SKIP = {".nox", ".mypy_cache", ".ruff_cache", "build", "dist", "__pycache__", ".venv"}

@@ -1,11 +1,15 @@
-"""Creating models without paying for initialisation: Lightning's ``_EmptyInit`` and the
-meta-device helpers, which scripts such as LitGPT import from this path."""
+"""Creating models without paying for initialisation: :class:`EmptyInit` (Lightning's
+``_EmptyInit``, which scripts such as LitGPT import from this path, under both names) and the
+meta-device helpers. Strategies of add-ons use :class:`EmptyInit` for ``fabric.init_module(empty_init=True)``."""
 
 from __future__ import annotations
 
 from torch.nn import Module
 
-from fabric_core.strategies._empty_init import EmptyInit as _EmptyInit
+from fabric_core.strategies._empty_init import EmptyInit
+
+#: Lightning's name
+_EmptyInit = EmptyInit
 
 
 def _has_meta_device_parameters_or_buffers(obj: Module, recurse: bool = True) -> bool:
@@ -25,4 +29,4 @@ def _materialize_meta_tensors(module: Module, device: object) -> None:
                 reset()
 
 
-__all__ = ["_EmptyInit", "_has_meta_device_parameters_or_buffers", "_materialize_meta_tensors"]
+__all__ = ["EmptyInit", "_EmptyInit", "_has_meta_device_parameters_or_buffers", "_materialize_meta_tensors"]

@@ -28,8 +28,8 @@ from typing import Any
 import torch
 import torch.distributed as dist
 from fabric_core.precision.precision import Precision
-from fabric_core.strategies._empty_init import EmptyInit
 from fabric_core.strategies.ddp import DDPStrategy
+from fabric_core.utilities.init import EmptyInit
 from torch import Tensor
 from torch.nn import Module
 from torch.optim import Optimizer

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 from fabric_core.checkpoint_io import CheckpointIO
-from fabric_core.strategies._empty_init import EmptyInit
+from fabric_core.utilities.init import EmptyInit
 
 from fabric_xla._imports import check_torch_xla
 from fabric_xla.checkpoint_io import XLACheckpointIO
