@@ -51,7 +51,8 @@ def train(fabric):
             raise ValueError("the checkpoint failed on purpose")
         fabric.save("preempted.ckpt", state)
 
-    Preemption(fabric, save, **({} if exit_code == "default" else {"exit_code": int(exit_code)}))
+    if exit_code != "no-preemption":
+        Preemption(fabric, save, **({} if exit_code == "default" else {"exit_code": int(exit_code)}))
     with open(f"pid-{fabric.global_rank}.partial", "w") as file:  # whole lines of two ranks may interleave
         file.write(str(os.getpid()))
     os.replace(f"pid-{fabric.global_rank}.partial", f"pid-{fabric.global_rank}")
@@ -171,6 +172,14 @@ def test_two_ddp_ranks_checkpoint_at_the_same_step_and_the_launcher_exits_143(
     )
     assert output.count(expected) == 1, output  # one line, from rank 0
     assert "failed first" not in output and "exited with code" not in output, output
+
+
+@pytest.mark.timeout(180)
+def test_ddp_spawn_without_preemption_ends_on_the_sigterm_it_passed_on(tmp_path: Path) -> None:
+    code, output = _run_and_signal(tmp_path, "2", "ddp_spawn", "no-preemption", "-1", target="launcher")
+    assert code == 128 + signal.SIGTERM, output  # as the launching process would have ended on the signal
+    assert "fabric: got SIGTERM and passed it on to the processes of the run; process " in output, output
+    assert "without a Preemption checkpoint" in output and not (tmp_path / "preempted.ckpt").exists()
 
 
 @pytest.mark.timeout(180)

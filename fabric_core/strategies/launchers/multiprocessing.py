@@ -97,16 +97,18 @@ class MultiProcessingLauncher(Launcher):
         num_processes = len(self._strategy.parallel_devices)
         limit_threads_per_process(num_processes)
         error_dir = make_error_dir("fabric-spawn-")
+        rng_states = _capture_rng_states(self._start_method)
         forwarded: list[signal.Signals] = []
-        processes = start_processes(  # type: ignore[no-untyped-call]
-            _run_rank,
-            args=(self._strategy, function, args, kwargs, results, _capture_rng_states(self._start_method), error_dir),
-            nprocs=num_processes,
-            start_method=self._start_method,
-            join=False,
-        )
-        previous = _forward_sigterm(processes, forwarded)
+        previous = None
         try:
+            processes = start_processes(  # type: ignore[no-untyped-call]
+                _run_rank,
+                args=(self._strategy, function, args, kwargs, results, rng_states, error_dir),
+                nprocs=num_processes,
+                start_method=self._start_method,
+                join=False,
+            )
+            previous = _forward_sigterm(processes, forwarded)
             while not processes.join():
                 pass
             _end_if_preempted(error_dir)
