@@ -100,8 +100,8 @@ class Preemption:
     :param on_preempt: what to run on every rank, typically ``lambda: fabric.save(path, state)``.
     :param signals: the signals that mean preemption; ``SIGTERM`` and ``SIGUSR1`` (SLURM's
         requeue signal; the ``requeue_signal`` of a ``SLURMEnvironment`` in use) when ``None``.
-    :param every_n_steps: check after every n-th optimizer step (the agreement is one
-        collective per check).
+    :param every_n_steps: check after every n-th optimizer step (with several processes,
+        one request to the process group's store per check).
     :param exit_code: the code every process ends with after ``on_preempt`` (by raising
         :class:`Preempted`): ``"signal"`` for 128 + the signal's number (143 for ``SIGTERM``),
         an int from 0 to 255, or ``None`` to go on (:attr:`preempted` then tells the loop to stop).
@@ -174,7 +174,7 @@ class Preemption:
     def check(self) -> bool:
         """Agree across ranks whether any was signalled; if so, run the checkpoint callback everywhere (then end).
 
-        Every rank must call it at the same point (a collective when there are several).
+        Every rank must call it at the same points: the ranks agree on the step by counting checks.
         Returns ``True`` when the callback ran and ``exit_code`` is ``None``.
         """
         signalled = self._agreed_signal()
