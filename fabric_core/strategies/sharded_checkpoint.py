@@ -25,6 +25,7 @@ import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import torch
@@ -44,7 +45,7 @@ from torch.nn import Module
 from torch.optim import Optimizer
 
 from fabric_core.checkpoint_io import CheckpointIO
-from fabric_core.strategies import dcp_reading, manifest, remote_directory, staging
+from fabric_core.strategies import dcp_reading, manifest, staging
 from fabric_core.strategies.checkpoint_state import (
     apply_filter,
     check_missing,
@@ -55,6 +56,15 @@ from fabric_core.strategies.checkpoint_state import (
     warn_if_no_entry_matched,
 )
 from fabric_core.utilities.remote_paths import as_checkpoint_path, is_remote, shown_url
+
+
+def _remote() -> ModuleType:
+    """:mod:`~fabric_core.strategies.remote_directory`, imported for URLs only: it imports fsspec
+    (about 30 ms) that local folders never need."""
+    from fabric_core.strategies import remote_directory
+
+    return remote_directory
+
 
 META_FILE = "fabric_meta.pt"
 # DCP's planner: "Size mismatch between saved torch.Size([8, 4]) and current: torch.Size([4, 4]) for model.0.weight"
@@ -92,7 +102,7 @@ def target_path(path: str | Path, what: str) -> str | Path:
 def check_target(path: str | Path) -> None:
     """Refuse a directory (or a URL's folder) that holds something other than a checkpoint (saving would replace it)."""
     if isinstance(path, str):
-        remote_directory.check_target(path)
+        _remote().check_target(path)
         return
     if path.is_dir() and not is_sharded_checkpoint(path) and any(path.iterdir()):
         raise IsADirectoryError(
@@ -138,12 +148,12 @@ def save_sharded(
             CheckpointIO().save_checkpoint(meta, folder / META_FILE)
 
     def write_remote(folder: str) -> None:
-        dcp_save(tensors, storage_writer=remote_directory.writer(folder))
+        dcp_save(tensors, storage_writer=_remote().writer(folder))
         if dist.get_rank() == 0:
             CheckpointIO().save_checkpoint(meta, f"{folder}/{META_FILE}")
 
     if isinstance(path, str):
-        remote_directory.save_directory(path, write_remote, _ProcessGroup(barrier), strategy)
+        _remote().save_directory(path, write_remote, _ProcessGroup(barrier), strategy)
     else:
         save_directory(path, write, _ProcessGroup(barrier), strategy)
 
@@ -157,7 +167,7 @@ def prepare_load(path: str | Path, collectives: Any) -> str | Path:
     """
     path = target_path(path, f"fabric.load({str(path)!r})")
     if isinstance(path, str):
-        remote_directory.refuse_if_incomplete(path, collectives)
+        _remote().refuse_if_incomplete(path, collectives)
     else:
         collectives.recover_checkpoint(path)
     return path
@@ -205,7 +215,7 @@ def write_full(io: CheckpointIO, checkpoint: dict[str, Any], path: str | Path) -
 
 def is_sharded_checkpoint(path: str | Path) -> bool:
     if isinstance(path, str):
-        return remote_directory.is_sharded_checkpoint(path)
+        return bool(_remote().is_sharded_checkpoint(path))
     return path.is_dir() and (path / ".metadata").is_file()
 
 
@@ -218,9 +228,9 @@ def load_sharded(path: str | Path, state: dict[str, Any] | None, strict: bool, w
         )
     # Before anything is read into the user's objects.
     if isinstance(path, str):
-        remote_directory.verify_directory(path, _ProcessGroup())
+        _remote().verify_directory(path, _ProcessGroup())
         meta_path: str | Path = f"{path}/{META_FILE}"
-        has_meta = remote_directory.Location.of(path, f"fabric.load({path!r})").child(META_FILE).exists()
+        has_meta = _remote().Location.of(path, f"fabric.load({path!r})").child(META_FILE).exists()
     else:
         verify_directory(path, _ProcessGroup())
         meta_path = path / META_FILE
@@ -235,8 +245,8 @@ def load_sharded(path: str | Path, state: dict[str, Any] | None, strict: bool, w
         )
     modules, optimizers, stateful, plain = _split(state)
     if isinstance(path, str):
-        metadata = remote_directory.read_metadata(path, weights_only)
-        reader: Any = remote_directory.MetadataReader(path, metadata)
+        metadata = _remote().read_metadata(path, weights_only)
+        reader: Any = _remote().MetadataReader(path, metadata)
     else:
         metadata = dcp_reading.read_metadata(path, weights_only)
         reader = dcp_reading.MetadataReader(path, metadata)
