@@ -109,8 +109,14 @@ class MultiProcessingLauncher(Launcher):
                 join=False,
             )
             previous = _forward_sigterm(processes, forwarded)
-            while not processes.join():
-                pass
+            result: list[bytes] = []
+            # Read rank 0's result while waiting: a result larger than the pipe's buffer blocks
+            # its put() until it is read, and its process would never end.
+            while not processes.join(timeout=0.05):
+                if not result and not results.empty():
+                    result.append(results.get())
+            if not result and not results.empty():
+                result.append(results.get())
             _end_if_preempted(error_dir)
         except ProcessRaisedException as err:
             raise RuntimeError(f"A process of the run failed; its traceback follows.\n{err}") from None
@@ -129,7 +135,7 @@ class MultiProcessingLauncher(Launcher):
             if previous is not None:
                 signal.signal(signal.SIGTERM, previous)
             shutil.rmtree(error_dir, ignore_errors=True)
-        return pickle.loads(results.get()) if not results.empty() else None
+        return pickle.loads(result[0]) if result else None
 
 
 def _forward_sigterm(processes: Any, forwarded: list[signal.Signals]) -> Any:
