@@ -66,15 +66,11 @@ def _files(folder: Path) -> list[Path]:
     return sorted(p for p in folder.rglob("*") if p.is_file() and p.relative_to(folder).as_posix() != MANIFEST_FILE)
 
 
-def write_manifest(folder: Path, strategy: str, world_size: int) -> None:
-    """Record every file now in ``folder`` (sizes and checksums); call it once all ranks have written."""
+def manifest_record(files: dict[str, dict[str, Any]], strategy: str, world_size: int) -> dict[str, Any]:
+    """The manifest's content: ``files`` maps each file's relative name to its ``size`` and ``crc32``."""
     from fabric_core import __version__
 
-    files = {
-        file.relative_to(folder).as_posix(): {"size": file.stat().st_size, "crc32": checksum(file)}
-        for file in _files(folder)
-    }
-    manifest = {
+    return {
         "format": FORMAT,
         "fabric_core": __version__,
         "strategy": strategy,
@@ -83,6 +79,15 @@ def write_manifest(folder: Path, strategy: str, world_size: int) -> None:
         "checksum": CHECKSUM,
         "files": files,
     }
+
+
+def write_manifest(folder: Path, strategy: str, world_size: int) -> None:
+    """Record every file now in ``folder`` (sizes and checksums); call it once all ranks have written."""
+    files = {
+        file.relative_to(folder).as_posix(): {"size": file.stat().st_size, "crc32": checksum(file)}
+        for file in _files(folder)
+    }
+    manifest = manifest_record(files, strategy, world_size)
     temporary = folder / f".{MANIFEST_FILE}.tmp"
     with open(temporary, "w") as handle:
         json.dump(manifest, handle, indent=1)

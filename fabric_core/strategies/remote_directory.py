@@ -30,7 +30,6 @@ from __future__ import annotations
 import json
 import os
 import posixpath
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -41,7 +40,7 @@ from torch.distributed.checkpoint.metadata import Metadata
 from fabric_core.checkpoint_io import CheckpointError
 from fabric_core.strategies import dcp_reading, manifest, staging
 from fabric_core.strategies.checkpoint_state import Collectives
-from fabric_core.strategies.manifest import CHECKSUM, FORMAT, MANIFEST_FILE, checksum_stream
+from fabric_core.strategies.manifest import MANIFEST_FILE, checksum_stream
 from fabric_core.utilities.remote_paths import filesystem
 
 __all__ = [
@@ -217,22 +216,12 @@ def _remove_leftovers(target: Location) -> None:
 
 def write_manifest(folder: Location, strategy: str, world_size: int) -> None:
     """Record every file now in ``folder`` (sizes and checksums) in one write; the same format as local folders."""
-    from fabric_core import __version__
-
     files = {
         name: {"size": size, "crc32": _checksum(folder.child(name), size)}
         for name, size in sorted(folder.files().items())
         if name != MANIFEST_FILE
     }
-    record = {
-        "format": FORMAT,
-        "fabric_core": __version__,
-        "strategy": strategy,
-        "world_size": world_size,
-        "saved_at": time.time(),
-        "checksum": CHECKSUM,
-        "files": files,
-    }
+    record = manifest.manifest_record(files, strategy, world_size)
     folder.fs.pipe_file(folder.child(MANIFEST_FILE).inner, (json.dumps(record, indent=1) + "\n").encode())
 
 
