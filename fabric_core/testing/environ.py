@@ -54,8 +54,12 @@ def clean_environment(
 
     Left out: the variables of a launcher (torchrun's ``RANK``, ``MASTER_PORT``, ...,
     ``SLURM_*``, ``TORCHELASTIC_*``) and of ``fabric run`` (``FABRIC_DEVICES``, ...): the
-    child starts its own run, and would otherwise try to join this one. Everything else,
-    the discovery switches included, is passed on, so a child sees add-ons as the test does.
+    child starts its own run, and would otherwise try to join this one. Also left out:
+    ``PYTHONUNBUFFERED``. Ranks share one pipe, and unbuffered, each ``print()`` is several
+    writes (its arguments, the separators, the newline) that other ranks' lines cut into;
+    buffered, ``print(..., flush=True)`` is one write of the whole line (and a marker that a
+    test waits for must be flushed anyway). Everything else, the discovery switches
+    included, is passed on, so a child sees add-ons as the test does.
 
     :param omp_threads: ``OMP_NUM_THREADS`` unless it is set already (``None``: leave it
         alone). One thread per process by default: test runs start several processes on
@@ -65,6 +69,7 @@ def clean_environment(
         with ``overrides`` (``clean_environment(PYTHONPATH=...)``).
     """
     environment = {name: value for name, value in os.environ.items() if not _places_a_process(name)}
+    environment.pop("PYTHONUNBUFFERED", None)
     if omp_threads is not None:
         environment.setdefault("OMP_NUM_THREADS", str(omp_threads))
     environment.update(env or {})
