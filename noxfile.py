@@ -48,7 +48,8 @@ def addons() -> list[Path]:
 def core(session: nox.Session) -> None:
     """fabric-core's own suite (``tests/``, or the paths and options after ``--``), with no add-on installed."""
     session.install(TORCH, "-e", ".[test]")
-    session.run("python", "-m", "pytest", *(session.posargs or ["tests"]), env=ENV)
+    # The slowest tests in the log: the core's suite is the longest session of CI.
+    session.run("python", "-m", "pytest", "--durations=15", *(session.posargs or ["tests"]), env=ENV)
 
 
 def _addon_session(folder: Path) -> None:
