@@ -57,21 +57,24 @@ def _plugins(args: argparse.Namespace) -> int:
     return 0
 
 
-def _print_aliases(kinds: str, aliases: dict[str, list[str]]) -> None:
-    """One line for the aliases of ``kinds`` (``accelerator aliases: gpu = cuda | mps``: the first available)."""
+def _kind_of(kinds: str) -> str | None:
+    """The registry kind of a plural that `fabric plugins` shows (``"strategies"`` -> ``"strategy"``), or ``None``."""
     from fabric_core.registry import KINDS
 
+    return next((kind for kind, plural in KINDS.items() if plural == kinds), None)
+
+
+def _print_aliases(kinds: str, aliases: dict[str, list[str]]) -> None:
+    """One line for the aliases of ``kinds`` (``accelerator aliases: gpu = cuda | mps``: the first available)."""
     if aliases:
-        kind = next((kind for kind, plural in KINDS.items() if plural == kinds), kinds)
+        kind = _kind_of(kinds) or kinds
         shown = ", ".join(f"{name} = {' | '.join(targets)}" for name, targets in aliases.items())
         print(f"    {kind} aliases: {shown}")
 
 
 def _descriptions(found: Any, kinds: str, names: list[str], distribution: str) -> list[tuple[str, str]]:
     """``(name, description)`` of the entries ``distribution`` registered under ``kinds`` ("strategies", ...)."""
-    from fabric_core.registry import KINDS
-
-    kind = next((kind for kind, plural in KINDS.items() if plural == kinds), None)
+    kind = _kind_of(kinds)
     if kind is None:  # not a registry (the commands line)
         return []
     registry = found.registry(kind)
