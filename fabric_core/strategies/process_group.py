@@ -43,6 +43,7 @@ def init_process_group(
     os.environ["MASTER_PORT"] = str(environment.main_port)
     _log.info("initializing process group", backend=backend, rank=rank, world_size=world_size)
     dist.init_process_group(backend, rank=rank, world_size=world_size, timeout=timeout)
+    _started["here"] = True
 
 
 def release_ddp_wrappers(modules: Iterable[Any]) -> None:
@@ -62,6 +63,9 @@ def release_ddp_wrappers(modules: Iterable[Any]) -> None:
 # How long teardown lets the collective backends' threads take the GIL: far more than they
 # need (microseconds) once they can run, short enough not to be noticed at the end of a run.
 BACKEND_THREADS_GRACE = 0.02
+# Whether this process started a process group: its threads may outlive a destroy_process_group()
+# the script called itself.
+_started = {"here": False}
 
 
 def destroy_process_group() -> None:
@@ -76,8 +80,12 @@ def destroy_process_group() -> None:
     the launcher then reports the rank as failed. The process group outlives teardown where
     FSDP's mesh still references it, so its destructor cannot join those threads here.
     Sleeping releases the GIL and lets them finish first (measured: one 2-process FSDP run
-    in ten aborted without it, none in 120 with it).
+    in ten aborted without it, none in 120 with it). The pause also runs when the script
+    destroyed the group itself: FSDP's references keep the threads alive all the same.
     """
-    if dist.is_available() and dist.is_initialized():
+    if not dist.is_available():
+        return
+    if dist.is_initialized() or _started["here"]:
         time.sleep(BACKEND_THREADS_GRACE)
+    if dist.is_initialized():
         dist.destroy_process_group()
