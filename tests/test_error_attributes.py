@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import torch
 import torch.distributed as dist
 
 from fabric_core import Fabric
@@ -99,17 +100,49 @@ def process_group(tmp_path: Path) -> Iterator[None]:
 
 
 @pytest.mark.usefixtures("process_group")
-def test_a_failed_collective_names_operation_and_rank_and_chains_the_cause() -> None:
+def test_a_collective_refused_on_this_rank_names_operation_and_rank_and_chains_the_cause() -> None:
     with pytest.raises(CollectiveError) as raised:
-        collectives.broadcast_object({"step": 1}, src=3)  # there is no rank 3: gloo refuses
+        # gloo refuses a bitwise reduction of floats on this rank: no other rank is to blame.
+        collectives.all_reduce(torch.ones(1), reduce_op=dist.ReduceOp.BXOR)
     err = raised.value
     cause = err.__cause__
-    assert isinstance(cause, RuntimeError) and "invalid root rank: 3" in str(cause)
+    assert isinstance(cause, RuntimeError) and "Cannot use ReduceOp.BXOR" in str(cause)
     assert str(err) == (
-        "fabric.broadcast(src=3) failed on rank 0: another rank probably failed or exited; look for the first error "
-        f"above ({str(cause).splitlines()[0]})."
+        "fabric.all_reduce(reduce_op=<RedOpType.BXOR: 7>) failed on rank 0: the call was refused on this rank, no "
+        "other rank is involved: check its arguments (a rank that does not exist, a tensor of a shape or type the "
+        f"operation does not take) ({str(cause).splitlines()[0]})."
     )
-    assert (err.operation, err.rank, err.timed_out, err.missing_ranks) == ("broadcast", 0, False, None)
+    assert (err.operation, err.rank, err.timed_out, err.missing_ranks) == ("all_reduce", 0, False, None)
+
+
+@pytest.mark.usefixtures("process_group")
+def test_a_broadcast_from_a_rank_that_does_not_exist_is_refused_before_the_process_group() -> None:
+    with pytest.raises(ValueError) as raised:
+        collectives.broadcast_object({"step": 1}, src=3)
+    assert str(raised.value) == (
+        "fabric.broadcast(src=3): there is no rank 3 in this run of 1 process (ranks 0 to 0). Pass the global rank "
+        "of the process that holds the object."
+    )
+
+
+@pytest.mark.parametrize(
+    ("text", "refused"),
+    [
+        ("ProcessGroupGloo::broadcast: invalid root rank: 5", True),
+        ("ProcessGroupGloo::allgather: invalid tensor size at index 0 (expected (2), got (1))", True),
+        ("result type Float can't be cast to the desired output type Long", True),
+        ("[gloo/transport/tcp/pair.cc:534] Read error [127.0.0.1]:4242: Connection reset by peer", False),
+        ("[gloo/transport/tcp/pair.cc:589] Connection closed by peer [127.0.0.1]:4242", False),
+        ("NCCL error: remote process exited or there was a network error, invalid usage", False),
+        ("something no one has seen before", False),
+    ],
+)
+def test_a_failure_is_blamed_on_this_rank_only_when_the_process_group_says_it_refused_the_call(
+    text: str, refused: bool
+) -> None:
+    err = collectives.describe_failure("fabric.all_gather", RuntimeError(text))
+    assert ("the call was refused on this rank" in str(err)) is refused, str(err)
+    assert ("another rank probably failed or exited" in str(err)) is not refused, str(err)
 
 
 SAVE_ON_ONE_RANK = """

@@ -66,6 +66,10 @@ class CollectiveError(RuntimeError):
 _ARRIVAL_GRACE_SECONDS = 3.0
 _TIMEOUT_WORDS = ("timeout", "timed out", "failed to pass monitoredbarrier")
 _PEER_WORDS = ("gloo", "nccl", "connection reset", "connection closed", "broken pipe", "connection refused")
+#: what a process group says when it lost another rank (checked before the refusal words)
+_LOST_PEER_WORDS = ("connection", "broken pipe", "closed by peer", "remote process", "aborted", "socket")
+#: what a process group says when it refused this rank's call (a bad root rank, shape or type)
+_REFUSED_WORDS = ("invalid", "expected", "cannot", "can't", "must be", "mismatch", "unsupported", "not support")
 
 
 def is_collective_failure(err: BaseException) -> bool:
@@ -96,6 +100,11 @@ def describe_failure(operation: str, err: BaseException) -> CollectiveError:
         hint = (
             f"{who}another rank did not reach it in time: every rank must call the same collectives in the same order"
         )
+    elif _refused_here(text):
+        hint = (
+            "the call was refused on this rank, no other rank is involved: check its arguments (a rank that "
+            "does not exist, a tensor of a shape or type the operation does not take)"
+        )
     else:
         hint = "another rank probably failed or exited; look for the first error above"
     return CollectiveError(
@@ -105,6 +114,14 @@ def describe_failure(operation: str, err: BaseException) -> CollectiveError:
         timed_out=timed_out,
         missing_ranks=None if missing is None else tuple(missing),
     )
+
+
+def _refused_here(text: str) -> bool:
+    """Whether a collective's error says it refused this rank's arguments rather than lost another rank."""
+    lowered = text.lower()
+    if any(word in lowered for word in _LOST_PEER_WORDS):
+        return False
+    return any(word in lowered for word in _REFUSED_WORDS)
 
 
 def _operation_name(label: str) -> str:
@@ -156,6 +173,13 @@ def barrier(name: str | None = None, timeout: timedelta | None = None) -> None:
 def broadcast_object(obj: Any, src: int = 0) -> Any:
     if not dist.is_initialized():
         return obj
+    world_size = dist.get_world_size()
+    if not 0 <= src < world_size:
+        raise ValueError(
+            f"fabric.broadcast(src={src}): there is no rank {src} in this run of {world_size} "
+            f"process{'es' if world_size > 1 else ''} (ranks 0 to {world_size - 1}). Pass the global rank of the "
+            "process that holds the object."
+        )
     holder = [obj]
     _guarded(f"fabric.broadcast(src={src})", lambda: dist.broadcast_object_list(holder, src=src))
     return holder[0]
