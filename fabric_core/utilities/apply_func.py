@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import sys
 from abc import ABC
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -68,10 +69,23 @@ def convert_tensors_to_scalars(data: Any) -> Any:
 
 
 def convert_to_tensors(data: Any, device: torch.device) -> Any:
-    """Numbers become tensors on ``device``; tensors are moved there (for collectives)."""
-    if isinstance(data, (int, float, bool)) and not isinstance(data, torch.Tensor):
-        return torch.tensor(data, device=device)
-    data = apply_to_collection(data, (int, float), lambda value: torch.tensor(value, device=device))
+    """Numbers and NumPy arrays become tensors on ``device``; tensors are moved there (for collectives).
+
+    A Python ``bool`` becomes an ``int64`` tensor, so a sum counts the processes where it is
+    true (a ``bool`` tensor would sum to ``True``). NumPy arrays and scalars keep their dtype.
+    """
+
+    numpy = sys.modules.get("numpy")  # data can hold NumPy values only if NumPy was imported
+    numpy_types: tuple[type, ...] = () if numpy is None else (numpy.ndarray, numpy.generic)
+
+    def to_tensor(value: Any) -> torch.Tensor:
+        if isinstance(value, bool):
+            return torch.tensor(value, dtype=torch.int64, device=device)
+        if isinstance(value, numpy_types):  # a contiguous copy (torch refuses negative strides)
+            return torch.from_numpy(numpy.array(value)).to(device)  # type: ignore[union-attr]
+        return torch.tensor(value, device=device)
+
+    data = apply_to_collection(data, (int, float, *numpy_types), to_tensor)
     return move_data_to_device(data, device)
 
 
