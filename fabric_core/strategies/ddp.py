@@ -96,6 +96,17 @@ class DDPStrategy(ParallelStrategy):
 
     # -- composition -----------------------------------------------------------------------
 
+    def connect(self, **kwargs: Any) -> None:
+        super().connect(**kwargs)
+        # As in Lightning Fabric, the ranks hold from construction on: code before launch()
+        # (`if fabric.is_global_zero:`, fabric.print, rank_zero_only) sees this process's rank
+        # and the run's world size, not those of a single process.
+        assert self.cluster_environment is not None
+        process_group.assign_ranks(
+            self.cluster_environment, self.num_nodes, self.num_processes, self.node_rank, self.local_rank
+        )
+        record_rank(self.global_rank, self.world_size)
+
     def configure_launcher(self) -> None:
         assert self.cluster_environment is not None
         if self._start_method == "popen":

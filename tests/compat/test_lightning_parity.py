@@ -8,9 +8,11 @@ installed in CI.
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 
 from fabric_core import Fabric
+from fabric_core.utilities import rank_zero_only
 from fabric_core.utilities.apply_func import convert_to_tensors
 
 CPU = torch.device("cpu")
@@ -36,3 +38,17 @@ def test_numpy_all_reduce_in_one_process_returns_a_tensor() -> None:
     fabric = Fabric(accelerator="cpu", devices=1)
     result = fabric.all_reduce({"x": np.array([1.5, 2.5])}, reduce_op="sum")
     assert torch.equal(result["x"], torch.tensor([1.5, 2.5], dtype=torch.float64))
+
+
+# -- ranks before launch() --------------------------------------------------------------------------
+
+
+def test_ranks_hold_from_construction_as_in_lightning(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Before launch() the rank-0 process used to report world_size 1, and a started rank 1
+    # reported global_rank 0 and is_global_zero True (so `if fabric.is_global_zero:` ran twice).
+    fabric = Fabric(accelerator="cpu", devices=2, strategy="ddp")
+    assert (fabric.world_size, fabric.global_rank, fabric.is_global_zero) == (2, 0, True)
+    monkeypatch.setenv("LOCAL_RANK", "1")  # what the launcher sets for the second process
+    fabric = Fabric(accelerator="cpu", devices=2, strategy="ddp")
+    assert (fabric.world_size, fabric.global_rank, fabric.local_rank, fabric.is_global_zero) == (2, 1, 1, False)
+    assert rank_zero_only.rank == 1  # type: ignore[attr-defined]
