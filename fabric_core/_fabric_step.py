@@ -17,6 +17,7 @@ from torch.nn import Module
 from torch.optim import Optimizer
 
 from fabric_core import _validation
+from fabric_core.utilities.rank_zero import rank_zero_deprecation
 from fabric_core.wrappers import FabricModule, unwrap
 
 if TYPE_CHECKING:
@@ -94,6 +95,15 @@ class StepMethods:
         """
         self._validate_launched()
         return self._strategy.module_init_context(empty_init=empty_init)
+
+    def sharded_model(self) -> AbstractContextManager:
+        """Deprecated, as in Lightning Fabric: runs :meth:`init_module` after a deprecation warning."""
+        rank_zero_deprecation(
+            "fabric.sharded_model() is deprecated (as in Lightning Fabric); it runs fabric.init_module() now. "
+            "Use `with fabric.init_module():` instead.",
+            stacklevel=4,  # the caller of sharded_model (through rank_zero_only's wrapper)
+        )
+        return self.init_module()
 
     def init_tensor(self) -> AbstractContextManager:
         """Create tensors directly on the device, in the precision's dtype."""

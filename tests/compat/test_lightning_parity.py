@@ -10,10 +10,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from torch import nn
 
 from fabric_core import Fabric
 from fabric_core.utilities import rank_zero_only
 from fabric_core.utilities.apply_func import convert_to_tensors
+from fabric_core.utilities.rank_zero import LightningDeprecationWarning
 
 CPU = torch.device("cpu")
 
@@ -52,3 +54,14 @@ def test_ranks_hold_from_construction_as_in_lightning(monkeypatch: pytest.Monkey
     fabric = Fabric(accelerator="cpu", devices=2, strategy="ddp")
     assert (fabric.world_size, fabric.global_rank, fabric.local_rank, fabric.is_global_zero) == (2, 1, 1, False)
     assert rank_zero_only.rank == 1  # type: ignore[attr-defined]
+
+
+# -- Lightning's older API --------------------------------------------------------------------------
+
+
+def test_sharded_model_is_deprecated_and_runs_init_module() -> None:
+    fabric = Fabric(accelerator="cpu", precision="bf16-true")
+    deprecated = r"fabric.sharded_model\(\) is deprecated .* fabric.init_module"
+    with pytest.warns(LightningDeprecationWarning, match=deprecated), fabric.sharded_model():
+        model = nn.Linear(2, 2)
+    assert model.weight.dtype == torch.bfloat16
