@@ -9,6 +9,7 @@ launched function or at interpreter exit (``fabric._teardown_at_exit``).
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -74,3 +75,26 @@ class Lifecycle:
         self.torn_down = True
         hooks.on_teardown(status)
         self.strategy.teardown()
+
+
+def launching_run(user_run: Callable[..., Any]) -> Callable[..., Any]:
+    """Lightning's subclass API: a ``run`` defined on a ``Fabric`` subclass launches when called.
+
+    ``MyFabric(...).run(*args)`` calls ``fabric.launch()`` with the user's ``run``: each
+    process the strategy starts runs it and returns its result. Called once the run is
+    launched (``super().run()``, or after ``fabric.launch()``), it runs directly.
+    """
+
+    @functools.wraps(user_run)
+    def run(fabric: Any, *args: Any, **kwargs: Any) -> Any:
+        if fabric._lifecycle.launched:
+            return user_run(fabric, *args, **kwargs)
+        return fabric.launch(_call_subclass_run, *args, **kwargs)
+
+    return run
+
+
+def _call_subclass_run(fabric: Any, *args: Any, **kwargs: Any) -> Any:
+    # Module level, so that spawned processes can unpickle it; the most derived run's
+    # wrapper (see launching_run) holds the user's function.
+    return type(fabric).run.__wrapped__(fabric, *args, **kwargs)

@@ -31,7 +31,7 @@ from fabric_core._assembly import build_hooks, call_methods, resolve_callbacks, 
 from fabric_core._connector import select
 from fabric_core._fabric_collectives import CollectiveMethods
 from fabric_core._fabric_step import StepMethods
-from fabric_core._lifecycle import Lifecycle
+from fabric_core._lifecycle import Lifecycle, launching_run
 from fabric_core._plugin_manager import FabricHooks
 from fabric_core._setup import connect_lightning_module, setup_dataloader, setup_model, setup_optimizer
 from fabric_core.accelerators.accelerator import Accelerator
@@ -105,6 +105,18 @@ class Fabric(StepMethods, CollectiveMethods):
             # for the script, and a Fabric() made to inspect the environment does not wait.
             watch_launcher()
             self._setup_environment()
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "run" in cls.__dict__:  # Lightning's subclass API: calling run() launches it
+            cls.run = launching_run(cls.__dict__["run"])  # type: ignore[method-assign]
+
+    def run(self, *args: Any, **kwargs: Any) -> Any:
+        """Lightning's subclass API: define ``run`` in a subclass of ``Fabric``; calling it launches it."""
+        raise NotImplementedError(
+            "fabric.run() runs the run() method of a Fabric subclass (class MyFabric(Fabric): def run(self): ...), "
+            "and this Fabric has none. Define one, or call fabric.launch(function)."
+        )
 
     def _build_hooks(self) -> FabricHooks:
         """This Fabric's plugin manager: the strategy, discovered runtime plugins, hook plugins, callbacks, loggers."""

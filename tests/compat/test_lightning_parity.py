@@ -7,6 +7,8 @@ installed in CI.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -16,6 +18,7 @@ from fabric_core import Fabric
 from fabric_core.utilities import rank_zero_only
 from fabric_core.utilities.apply_func import convert_to_tensors
 from fabric_core.utilities.rank_zero import LightningDeprecationWarning
+from tests.helpers.processes import run_script
 
 CPU = torch.device("cpu")
 
@@ -65,3 +68,57 @@ def test_sharded_model_is_deprecated_and_runs_init_module() -> None:
     with pytest.warns(LightningDeprecationWarning, match=deprecated), fabric.sharded_model():
         model = nn.Linear(2, 2)
     assert model.weight.dtype == torch.bfloat16
+
+
+class _Doubler(Fabric):
+    def run(self, x: int, y: int = 0) -> int:
+        model = self.setup(nn.Linear(1, 1))  # allowed: run() is launched
+        assert model.device == CPU
+        return 2 * x + y
+
+
+class _DoublerPlusOne(_Doubler):
+    def run(self, x: int, y: int = 0) -> int:
+        return super().run(x, y) + 1
+
+
+def test_a_subclass_run_method_is_launched_when_called() -> None:
+    assert _Doubler(accelerator="cpu", devices=1).run(3, y=1) == 7
+    assert _DoublerPlusOne(accelerator="cpu", devices=1).run(3) == 7  # super().run() runs directly
+
+
+def test_run_without_a_subclass_says_what_it_is_for() -> None:
+    with pytest.raises(NotImplementedError, match=r"run\(\) method of a Fabric subclass .* fabric.launch"):
+        Fabric(accelerator="cpu").run()
+
+
+# -- the same, across two processes ----------------------------------------------------------------
+
+TWO_PROCESSES = """
+import numpy as np
+import torch
+from fabric_core import Fabric
+
+class Trainer(Fabric):
+    def run(self, scale):
+        rank = self.global_rank
+        numbers = self.all_reduce(np.array([1.0, 2.0]) * (rank + 1) * scale, reduce_op="sum")
+        count = self.all_reduce(True, reduce_op="sum")
+        first = self.all_reduce(rank == 0, reduce_op="sum")
+        print(f"RANK {rank}: {numbers.tolist()} {numbers.dtype} {count.item()} {first.item()}", flush=True)
+
+fabric = Trainer(accelerator="cpu", devices=2, strategy="ddp")
+print(f"BEFORE LAUNCH {fabric.global_rank}/{fabric.world_size} zero={fabric.is_global_zero}", flush=True)
+fabric.run(10)
+"""
+
+
+@pytest.mark.timeout(120)
+def test_two_processes_see_their_ranks_before_launch_and_reduce_numpy_and_bools(tmp_path: Path) -> None:
+    run = run_script(tmp_path, TWO_PROCESSES, timeout=120)
+    assert run.returncode == 0, run.output
+    assert "BEFORE LAUNCH 0/2 zero=True" in run.output, run.output
+    assert "BEFORE LAUNCH 1/2 zero=False" in run.output, run.output
+    # [1, 2] * 10 + [2, 4] * 10, in float64; True on both ranks counts 2; rank == 0 on one rank counts 1
+    for rank in (0, 1):
+        assert f"RANK {rank}: [30.0, 60.0] torch.float64 2 1" in run.output, run.output
