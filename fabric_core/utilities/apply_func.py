@@ -40,18 +40,22 @@ def apply_to_collection(data: Any, dtype: type | tuple[type, ...], function: Cal
 
 
 def move_data_to_device(data: Any, device: torch.device | str) -> Any:
-    """Move every tensor (and every object with a ``.to(device)`` method) in ``data`` to ``device``."""
+    """Move every tensor, module and other object with a ``to(device)`` method in ``data`` to ``device``.
+
+    Custom batch classes (a Hugging Face ``BatchEncoding``, a graph ``Data``, your own) are
+    moved with their ``to``, whether passed themselves or inside a collection; one whose
+    ``to`` returns ``None`` (it moved in place) is kept.
+    """
     device = torch.device(device)
     non_blocking = device.type == "cuda"
 
-    def move(tensor: torch.Tensor) -> torch.Tensor:
-        return tensor.to(device, non_blocking=non_blocking)
+    def move(obj: Any) -> Any:
+        if isinstance(obj, torch.Tensor):
+            return obj.to(device, non_blocking=non_blocking)
+        moved = obj.to(device)
+        return obj if moved is None else moved
 
-    if isinstance(data, torch.Tensor):
-        return move(data)
-    if isinstance(data, torch.nn.Module):
-        return data.to(device)
-    return apply_to_collection(data, torch.Tensor, move)
+    return apply_to_collection(data, TransferableDataType, move)
 
 
 def convert_tensors_to_scalars(data: Any) -> Any:
@@ -91,10 +95,8 @@ def convert_to_tensors(data: Any, device: torch.device) -> Any:
 
 class TransferableDataType(ABC):  # noqa: B024 (an ABC for its subclass hook, not for methods)
     """Anything with a ``to(device)`` method: ``isinstance(obj, TransferableDataType)`` is
-    true for tensors, modules and custom batch classes that define ``to``.
-
-    (fabric-core's :func:`move_data_to_device` moves tensors in collections; a custom
-    batch object is moved when it is itself passed.)
+    true for tensors, modules and custom batch classes that define ``to``; what
+    :func:`move_data_to_device` moves.
     """
 
     @classmethod

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 import torch
 from torch import nn
+from torch.utils.data import DataLoader
 
 from fabric_core import Fabric
 from fabric_core.utilities import rank_zero_only
@@ -43,6 +44,39 @@ def test_numpy_all_reduce_in_one_process_returns_a_tensor() -> None:
     fabric = Fabric(accelerator="cpu", devices=1)
     result = fabric.all_reduce({"x": np.array([1.5, 2.5])}, reduce_op="sum")
     assert torch.equal(result["x"], torch.tensor([1.5, 2.5], dtype=torch.float64))
+
+
+# -- custom batch objects ----------------------------------------------------------------------------
+
+
+class _Batch:
+    """A batch class of the kind tokenizers and graph libraries return: it moves itself with ``to``."""
+
+    def __init__(self, returns_itself: bool = True) -> None:
+        self.moved_to: list[torch.device] = []
+        self.returns_itself = returns_itself
+
+    def to(self, device: torch.device) -> _Batch | None:
+        self.moved_to.append(device)
+        return self if self.returns_itself else None
+
+
+def test_objects_with_a_to_method_are_moved_alone_and_inside_collections() -> None:
+    # They were left where they were: on a GPU, the batch stayed on the CPU.
+    fabric = Fabric(accelerator="cpu")
+    alone, inside, in_place = _Batch(), _Batch(), _Batch(returns_itself=False)
+    assert fabric.to_device(alone) is alone
+    moved = fabric.to_device({"batch": [inside], "x": torch.ones(1), "name": "a"})
+    assert moved["batch"][0] is inside and moved["name"] == "a"
+    assert fabric.to_device(in_place) is in_place  # its to() returned None: kept
+    assert alone.moved_to == inside.moved_to == in_place.moved_to == [CPU]
+
+
+def test_a_set_up_dataloader_moves_custom_batches() -> None:
+    fabric = Fabric(accelerator="cpu")
+    batches = [_Batch(), _Batch()]
+    loader = fabric.setup_dataloaders(DataLoader(batches, batch_size=None))
+    assert [batch.moved_to for batch in loader] == [[CPU], [CPU]]
 
 
 # -- ranks before launch() --------------------------------------------------------------------------
