@@ -93,18 +93,32 @@ def sampler_seed() -> int:
 
 
 def worker_init_function(worker_id: int, rank: int | None = None) -> None:
-    """Give each DataLoader worker its own seed derived from the base seed, rank and worker id."""
+    """Give each DataLoader worker its own seeds, derived from the base seed, rank and worker id.
+
+    The derivation is Lightning Fabric's, so a script's worker randomness (random
+    augmentations in a dataset) is the same under both: torch's and Python's seeds come
+    from a 64-bit linear congruential sequence started at the three numbers packed into
+    one, NumPy's from a ``SeedSequence`` of them.
+    """
     import numpy as np
 
     from fabric_core.utilities.rank_zero import rank_zero_only
 
     global_rank = rank if rank is not None else rank_zero_only.rank  # type: ignore[attr-defined]
-    base_seed = torch.initial_seed() - worker_id
-    sequence = np.random.SeedSequence([base_seed, worker_id, global_rank])
-    torch_seed, numpy_seed, python_seed = sequence.generate_state(3, dtype=np.uint64)
-    torch.manual_seed(int(torch_seed))
-    np.random.seed(int(numpy_seed) % (_MAX_SEED + 1))
-    random.seed(int(python_seed))
+    base_seed = torch.initial_seed() - worker_id  # torch gives worker k the seed base + k
+    torch_seed, python_high, python_low = _congruential_seeds((base_seed << 32) | (worker_id << 16) | global_rank, 3)
+    torch.manual_seed(torch_seed)
+    random.seed((python_high << 32) | python_low)
+    np.random.seed(np.random.SeedSequence([base_seed, worker_id, global_rank]).generate_state(4))
+
+
+def _congruential_seeds(state: int, count: int) -> list[int]:
+    """``count`` numbers of the 64-bit LCG ``x -> a * x + 1 mod 2**64`` (Knuth's MMIX multiplier) after ``state``."""
+    seeds = []
+    for _ in range(count):
+        state = (state * 6364136223846793005 + 1) % 2**64
+        seeds.append(state)
+    return seeds
 
 
 #: Lightning's name for :func:`worker_init_function`.

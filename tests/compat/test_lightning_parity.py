@@ -7,6 +7,7 @@ installed in CI.
 
 from __future__ import annotations
 
+import random
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +20,7 @@ from fabric_core import Fabric
 from fabric_core.utilities import rank_zero_only
 from fabric_core.utilities.apply_func import convert_to_tensors
 from fabric_core.utilities.rank_zero import LightningDeprecationWarning
+from fabric_core.utilities.seed import worker_init_function
 from tests.helpers.processes import run_script
 
 CPU = torch.device("cpu")
@@ -77,6 +79,37 @@ def test_a_set_up_dataloader_moves_custom_batches() -> None:
     batches = [_Batch(), _Batch()]
     loader = fabric.setup_dataloaders(DataLoader(batches, batch_size=None))
     assert [batch.moved_to for batch in loader] == [[CPU], [CPU]]
+
+
+# -- DataLoader worker seeds -----------------------------------------------------------------------
+
+
+def test_worker_seeds_are_derived_as_in_lightning() -> None:
+    # Worker k of rank r starts with torch seed base + k; from it, torch and Python get seeds of a
+    # 64-bit LCG (multiplier 6364136223846793005, increment 1) started at base << 32 | k << 16 | r,
+    # NumPy a SeedSequence([base, k, r]). fabric-core used other seeds: other augmentations.
+    base, worker, rank = 123456789, 3, 2
+    state, lcg = (base << 32) | (worker << 16) | rank, []
+    for _ in range(3):
+        state = (state * 6364136223846793005 + 1) % 2**64
+        lcg.append(state)
+    torch.manual_seed(base + worker)
+    worker_init_function(worker, rank=rank)
+    drawn = (torch.rand(3), random.random(), np.random.rand(2))
+    torch.manual_seed(lcg[0])
+    random.seed((lcg[1] << 32) | lcg[2])
+    np.random.seed(np.random.SeedSequence([base, worker, rank]).generate_state(4))
+    assert torch.equal(drawn[0], torch.rand(3))
+    assert drawn[1] == random.random()
+    assert np.array_equal(drawn[2], np.random.rand(2))
+    # What Lightning Fabric 2.6 draws for worker 0 of rank 0 with base seed 5 (measured).
+    torch.manual_seed(5)
+    worker_init_function(0, rank=0)
+    assert (torch.rand(1).item(), random.random(), float(np.random.rand())) == (
+        0.7576315999031067,
+        0.9947374853837693,
+        0.14122598313019952,
+    )
 
 
 # -- ranks before launch() --------------------------------------------------------------------------
