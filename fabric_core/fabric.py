@@ -272,6 +272,7 @@ class Fabric(StepMethods, CollectiveMethods):
             raise ValueError("fabric.setup_dataloaders() needs at least one dataloader.")
         for dataloader in dataloaders:
             _validation.check_dataloader(dataloader)
+        self._validate_launched()  # each process's share of the data needs its rank
         device = self.device if move_to_device else None
         wrapped = [setup_dataloader(self._strategy, loader, use_distributed_sampler, device) for loader in dataloaders]
         return wrapped[0] if len(wrapped) == 1 else tuple(wrapped)

@@ -126,6 +126,14 @@ def test_ranks_hold_from_construction_as_in_lightning(monkeypatch: pytest.Monkey
     assert rank_zero_only.rank == 1  # type: ignore[attr-defined]
 
 
+def test_dataloaders_are_set_up_after_launch_as_in_lightning() -> None:
+    # They were set up before launch() too: under ddp_spawn a loader made in the main process
+    # carried rank 0's share of the data into every process.
+    fabric = Fabric(accelerator="cpu", devices=2, strategy="ddp_spawn")
+    with pytest.raises(RuntimeError, match=r"runs 2 processes, but fabric.launch\(\) was not called"):
+        fabric.setup_dataloaders(DataLoader(range(4)))
+
+
 # -- Lightning's older API --------------------------------------------------------------------------
 
 
