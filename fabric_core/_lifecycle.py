@@ -4,7 +4,7 @@ A run is *launched* once (``fabric.launch()``, or by being started under ``fabri
 torchrun or srun), its *environment* is set up once (the strategy's process group, the
 rank recorded, ``fabric_on_launch`` fired) on the first thing that needs it, and it is
 *torn down* once (``fabric_on_teardown``, then the strategy's teardown), at the end of the
-launched function or at interpreter exit (``fabric._teardown_at_exit``).
+launched function or at interpreter exit (:func:`teardown_at_exit`).
 """
 
 from __future__ import annotations
@@ -15,10 +15,14 @@ from typing import TYPE_CHECKING, Any
 
 from fabric_core import _logging, _validation
 from fabric_core._rank import record_rank
+from fabric_core.strategies.launchers import _errors
 
 if TYPE_CHECKING:
     from fabric_core._plugin_manager import FabricHooks
     from fabric_core.strategies.strategy import Strategy
+
+
+_log = _logging.get_logger("fabric_core.fabric")  # the teardown at exit reports as the Fabric
 
 
 class Lifecycle:
@@ -98,3 +102,13 @@ def _call_subclass_run(fabric: Any, *args: Any, **kwargs: Any) -> Any:
     # Module level, so that spawned processes can unpickle it; the most derived run's
     # wrapper (see launching_run) holds the user's function.
     return type(fabric).run.__wrapped__(fabric, *args, **kwargs)
+
+
+def teardown_at_exit(fabric: Any) -> None:
+    """Registered with ``atexit`` for every Fabric: its teardown, with the run's outcome."""
+    # A strong reference on purpose: a Fabric made inside a function must still flush its
+    # loggers and release its processes when the interpreter exits.
+    try:
+        fabric._teardown("failed" if _errors.state["failed"] else "success")
+    except Exception as err:  # at exit, a failing teardown must not hide the real outcome
+        _log.warning("teardown at exit failed", error=repr(err))

@@ -26,12 +26,12 @@ from torch.nn import Module
 from torch.optim import Optimizer
 from torch.utils.data import DataLoader
 
-from fabric_core import _logging, _validation
+from fabric_core import _validation
 from fabric_core._assembly import build_hooks, call_methods, resolve_callbacks, resolve_loggers
 from fabric_core._connector import select
 from fabric_core._fabric_collectives import CollectiveMethods
 from fabric_core._fabric_step import StepMethods
-from fabric_core._lifecycle import Lifecycle, launching_run
+from fabric_core._lifecycle import Lifecycle, launching_run, teardown_at_exit
 from fabric_core._plugin_manager import FabricHooks
 from fabric_core._setup import connect_lightning_module, setup_dataloader, setup_model, setup_optimizer
 from fabric_core.accelerators.accelerator import Accelerator
@@ -42,8 +42,6 @@ from fabric_core.utilities.apply_func import convert_tensors_to_scalars
 from fabric_core.utilities.remote_paths import as_checkpoint_path
 from fabric_core.utilities.seed import seed_everything as _seed_everything
 from fabric_core.wrappers import FabricModule, FabricOptimizer, is_wrapped, unwrap_for_checkpoint
-
-_log = _logging.get_logger(__name__)
 
 
 class Fabric(StepMethods, CollectiveMethods):
@@ -96,7 +94,7 @@ class Fabric(StepMethods, CollectiveMethods):
         self._hooks = self._build_hooks()
 
         self._lifecycle = Lifecycle(self._strategy)
-        atexit.register(_teardown_at_exit, self)
+        atexit.register(teardown_at_exit, self)
         _errors.track_uncaught_exceptions()
         if self._lifecycle.started_outside and launched_by_fabric_run():
             # Under `fabric run` every process exists already: the process group starts here,
@@ -132,7 +130,7 @@ class Fabric(StepMethods, CollectiveMethods):
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
         self._hooks = self._build_hooks()
-        atexit.register(_teardown_at_exit, self)
+        atexit.register(teardown_at_exit, self)
 
     # -- properties ------------------------------------------------------------------------
 
@@ -396,12 +394,3 @@ class Fabric(StepMethods, CollectiveMethods):
 def _unwrap_state(state: dict[str, Any]) -> dict[str, Any]:
     # A set-up dataloader stays wrapped: the wrapper holds the data position.
     return {key: unwrap_for_checkpoint(value) for key, value in state.items()}
-
-
-def _teardown_at_exit(fabric: Fabric) -> None:
-    # A strong reference on purpose: a Fabric made inside a function must still flush its
-    # loggers and release its processes when the interpreter exits.
-    try:
-        fabric._teardown("failed" if _errors.state["failed"] else "success")
-    except Exception as err:  # at exit, a failing teardown must not hide the real outcome
-        _log.warning("teardown at exit failed", error=repr(err))

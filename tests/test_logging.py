@@ -163,10 +163,10 @@ def test_rank_comes_from_the_environment_until_fabric_sets_it(
 def test_configured_on_first_use_not_at_import_or_creation(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    import fabric_core.fabric
+    import fabric_core._lifecycle
 
-    # fabric.py created its logger at import; the switches set now still apply.
-    module_logger = fabric_core.fabric._log
+    # _lifecycle.py created its logger (named for the Fabric) at import; the switches set now still apply.
+    module_logger = fabric_core._lifecycle._log
     assert isinstance(module_logger, _logging.FabricLogger)
     created_early = _logging.get_logger("early")
     assert _logging._settings is None
