@@ -38,7 +38,7 @@ class AttributeDict(dict[str, Any]):
         if not self:
             return ""
         width = max(len(str(key)) for key in self)
-        return "\n".join(f'"{key}":{" " * (width - len(str(key)) + 1)}{value!r}' for key, value in sorted(self.items()))
+        return "\n".join(f'"{key}":{" " * (width - len(str(key)) + 1)}{value}' for key, value in sorted(self.items()))
 
 
 def sized_len(obj: object) -> int | None:

@@ -43,6 +43,8 @@ def test_attribute_dict() -> None:
     assert hparams["batch_size"] == 32 and hparams.lr == 0.1
     assert getattr(hparams, "missing", "default") == "default"
     assert repr(hparams) == '"batch_size": 32\n"lr":         0.1'
+    # Values as str() shows them, as in Lightning (a string unquoted).
+    assert repr(AttributeDict(name="mlp", layers=[1, 2])) == '"layers": [1, 2]\n"name":   mlp'
 
 
 def test_suggested_max_num_workers_shares_the_cores(monkeypatch: pytest.MonkeyPatch) -> None:
